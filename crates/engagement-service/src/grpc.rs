@@ -1,0 +1,39 @@
+//! The tonic service: translation between protobuf and the store, nothing else.
+
+use proto::engagement::v1::engagement_service_server::EngagementService;
+use proto::engagement::v1::{GetVideoStatsRequest, GetVideoStatsResponse};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::store::Store;
+
+pub struct EngagementApi {
+    store: Store,
+}
+
+impl EngagementApi {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
+    Uuid::parse_str(raw)
+        .map_err(|_| Status::invalid_argument(format!("{field} must be a UUID, got `{raw}`")))
+}
+
+#[tonic::async_trait]
+impl EngagementService for EngagementApi {
+    async fn get_video_stats(
+        &self,
+        request: Request<GetVideoStatsRequest>,
+    ) -> Result<Response<GetVideoStatsResponse>, Status> {
+        let video_id = parse_uuid("video_id", &request.get_ref().video_id)?;
+        let stats = self.store.video_stats(video_id).await?;
+        Ok(Response::new(GetVideoStatsResponse {
+            video_id: video_id.to_string(),
+            views: stats.views,
+            likes: stats.likes,
+        }))
+    }
+}

@@ -1,0 +1,39 @@
+//! The tonic service: translation between protobuf and the store, nothing else.
+
+use proto::payments::v1::payments_service_server::PaymentsService;
+use proto::payments::v1::{ListPlansRequest, ListPlansResponse, Plan};
+use tonic::{Request, Response, Status};
+
+use crate::store::Store;
+
+pub struct PaymentsApi {
+    store: Store,
+}
+
+impl PaymentsApi {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentsService for PaymentsApi {
+    async fn list_plans(
+        &self,
+        _request: Request<ListPlansRequest>,
+    ) -> Result<Response<ListPlansResponse>, Status> {
+        let plans = self.store.active_plans().await?;
+        Ok(Response::new(ListPlansResponse {
+            plans: plans
+                .into_iter()
+                .map(|p| Plan {
+                    id: p.id,
+                    name: p.name,
+                    price_cents: p.price_cents,
+                    currency: p.currency,
+                    interval: p.interval,
+                })
+                .collect(),
+        }))
+    }
+}

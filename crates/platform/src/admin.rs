@@ -1,0 +1,123 @@
+//! The admin HTTP port every process has (`/metrics`, `/health/*`), and the health routes
+//! the gateway also serves on its public port.
+//!
+//! - `/health`: cheap, 200 while the process runs.
+//! - `/health/liveness`: 200 while the process runs; never touches dependencies.
+//! - `/health/readiness`: 503 while starting (migrations), while a readiness dependency
+//!   fails, and from the moment shutdown begins; 200 otherwise.
+//! - `/health/detailed`: every dependency probed, 503 with the same body when any fails.
+
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::json;
+
+use crate::health::{Checks, DetailedReport, unix_now};
+use crate::lifecycle::{Lifecycle, Phase};
+
+/// What the health routes need to answer.
+#[derive(Clone)]
+pub struct HealthState {
+    pub service: &'static str,
+    pub lifecycle: Lifecycle,
+    /// Probed by `/health/readiness`: what this process cannot serve without.
+    pub readiness: Checks,
+    /// Probed by `/health/detailed`: everything this process talks to.
+    pub detailed: Checks,
+}
+
+/// Mounts `/health`, `/health/liveness`, `/health/readiness`, `/health/detailed`.
+pub fn health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/liveness", web::get().to(liveness))
+        .route("/health/readiness", web::get().to(readiness))
+        .route("/health/detailed", web::get().to(detailed));
+}
+
+async fn health(state: web::Data<HealthState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": "healthy",
+        "timestamp": unix_now(),
+        "service": state.service,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn liveness() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "alive" }))
+}
+
+async fn readiness(state: web::Data<HealthState>) -> HttpResponse {
+    let not_ready = |reason: String| {
+        HttpResponse::ServiceUnavailable().json(json!({ "status": "not_ready", "reason": reason }))
+    };
+    match state.lifecycle.phase() {
+        Phase::Starting => return not_ready("starting".into()),
+        Phase::Draining => return not_ready("shutting_down".into()),
+        Phase::Ready => {}
+    }
+    let failing: Vec<String> = state
+        .readiness
+        .run()
+        .await
+        .into_iter()
+        .filter(|(_, r)| !r.is_healthy())
+        .map(|(name, _)| name)
+        .collect();
+    if failing.is_empty() {
+        HttpResponse::Ok().json(json!({ "status": "ready" }))
+    } else {
+        not_ready(format!("unhealthy: {}", failing.join(", ")))
+    }
+}
+
+async fn detailed(state: web::Data<HealthState>) -> HttpResponse {
+    let report = DetailedReport::new(state.service, state.detailed.run().await);
+    if report.is_healthy() {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(telemetry::metrics::render())
+}
+
+/// A running admin server.
+pub struct AdminServer {
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminServer {
+    /// Serves the admin routes on `listener` until [`AdminServer::stop`].
+    pub fn start(listener: TcpListener, state: HealthState) -> std::io::Result<Self> {
+        let data = web::Data::new(state);
+        let server: Server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(health_routes)
+                .route("/metrics", web::get().to(metrics))
+        })
+        .listen(listener)?
+        .workers(1)
+        // Our own signal handling drives shutdown, in order: readiness first.
+        .disable_signals()
+        .shutdown_timeout(2)
+        .run();
+        let handle = server.handle();
+        Ok(Self {
+            handle,
+            task: tokio::spawn(server),
+        })
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}

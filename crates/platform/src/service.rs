@@ -1,0 +1,76 @@
+//! The life of a gRPC service process, written once for all of them: admin port up first
+//! (so readiness answers 503 while migrating), migrations, ready, serve, drain, stop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tonic::service::Routes;
+
+use crate::Lifecycle;
+use crate::admin::{AdminServer, HealthState};
+use crate::database::{Migration, PgPool};
+use crate::grpc::Listeners;
+use crate::health::{Checks, Probe};
+
+/// What differs between services.
+pub struct ServiceSpec {
+    pub name: &'static str,
+    /// The Postgres schema the service owns and migrates.
+    pub schema: &'static str,
+    pub migrations: &'static [Migration],
+    pub pool: PgPool,
+    /// Dependencies probed by `/health/detailed` besides the database (which is always
+    /// probed, and is the one readiness depends on).
+    pub other_dependencies: Vec<(String, Probe)>,
+    pub shutdown_grace: Duration,
+}
+
+/// Runs the service with `routes` (its gRPC services; `grpc.health.v1.Health` is added
+/// here) until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    spec: ServiceSpec,
+    listeners: Listeners,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    telemetry::metrics::record_build_info(spec.name);
+    crate::database::spawn_pool_gauge(spec.pool.clone(), spec.name);
+    let lifecycle = Lifecycle::new();
+    let database = ("database".to_owned(), Probe::Postgres(spec.pool.clone()));
+    let mut everything = vec![database.clone()];
+    everything.extend(spec.other_dependencies);
+    let admin = AdminServer::start(
+        listeners.admin,
+        HealthState {
+            service: spec.name,
+            lifecycle: lifecycle.clone(),
+            readiness: Checks::new(vec![database]),
+            detailed: Checks::new(everything),
+        },
+    )?;
+
+    if let Err(e) = crate::database::migrate(&spec.pool, spec.schema, spec.migrations).await {
+        admin.stop().await;
+        return Err(e.into());
+    }
+    lifecycle.mark_ready();
+    tracing::info!(service = spec.name, "ready");
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let routes = routes.add_service(health_service);
+    let result = crate::grpc::serve(
+        listeners.grpc,
+        lifecycle,
+        health,
+        spec.shutdown_grace,
+        shutdown,
+        move |incoming, drain| {
+            crate::grpc::server()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, drain)
+        },
+    )
+    .await;
+    admin.stop().await;
+    result
+}

@@ -1,0 +1,26 @@
+//! Generated gRPC code for the Social Flow services. Nothing here is written by hand:
+//! edit `proto/socialflow/<svc>/v1/*.proto` and rebuild.
+
+pub mod user {
+    pub mod v1 {
+        tonic::include_proto!("socialflow.user.v1");
+    }
+}
+
+pub mod video {
+    pub mod v1 {
+        tonic::include_proto!("socialflow.video.v1");
+    }
+}
+
+pub mod engagement {
+    pub mod v1 {
+        tonic::include_proto!("socialflow.engagement.v1");
+    }
+}
+
+pub mod payments {
+    pub mod v1 {
+        tonic::include_proto!("socialflow.payments.v1");
+    }
+}

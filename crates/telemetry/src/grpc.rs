@@ -1,0 +1,413 @@
+//! tower layers for tonic: the server side extracts the W3C trace context and request
+//! metadata and opens the RPC server span; the client side opens the client span and
+//! injects context and metadata. Both record the gRPC RED metrics when the call completes
+//! (for unary RPCs that is when the response body's trailers carry `grpc-status`).
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::context::{
+    self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER, RequestContext, USER_ID_HEADER,
+};
+use crate::metrics as m;
+use crate::propagation;
+
+const GRPC_STATUS: &str = "grpc-status";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// `/socialflow.video.v1.VideoService/GetVideo` → (`socialflow.video.v1.VideoService`, `GetVideo`).
+fn split_path(path: &str) -> (String, String) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((service, method)) if !service.is_empty() && !method.is_empty() => {
+            (service.to_owned(), method.to_owned())
+        }
+        _ => ("unknown".to_owned(), "unknown".to_owned()),
+    }
+}
+
+fn header_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get(GRPC_STATUS)
+        .map(|v| tonic::Code::from_bytes(v.as_bytes()))
+}
+
+fn header_str<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a code makes the span an error: every non-OK code for clients; for servers
+/// only the codes that mean the server failed (OpenTelemetry RPC conventions).
+fn is_error(side: Side, code: tonic::Code) -> bool {
+    match side {
+        Side::Client => code != tonic::Code::Ok,
+        Side::Server => matches!(
+            code,
+            tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unimplemented
+                | tonic::Code::Internal
+                | tonic::Code::Unavailable
+                | tonic::Code::DataLoss
+        ),
+    }
+}
+
+/// Records one completed call: metrics and span status. Runs exactly once per call.
+struct Completion {
+    side: Side,
+    service: String,
+    method: String,
+    start: Instant,
+    span: tracing::Span,
+    header_code: Option<tonic::Code>,
+}
+
+impl Completion {
+    fn finish(self, code: tonic::Code) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let code_label = m::grpc_code_label(code);
+        let (handled, handling) = match self.side {
+            Side::Server => (
+                m::GRPC_SERVER_HANDLED_TOTAL,
+                m::GRPC_SERVER_HANDLING_SECONDS,
+            ),
+            Side::Client => (
+                m::GRPC_CLIENT_HANDLED_TOTAL,
+                m::GRPC_CLIENT_HANDLING_SECONDS,
+            ),
+        };
+        metrics::counter!(
+            handled,
+            "grpc_service" => self.service.clone(),
+            "grpc_method" => self.method.clone(),
+            "grpc_code" => code_label
+        )
+        .increment(1);
+        metrics::histogram!(
+            handling,
+            "grpc_service" => self.service,
+            "grpc_method" => self.method,
+            "grpc_code" => code_label
+        )
+        .record(elapsed);
+        self.span.record("rpc.grpc.status_code", code as i64);
+        if is_error(self.side, code) {
+            self.span.record("otel.status_code", "ERROR");
+            self.span.record("error.type", code_label);
+        }
+        // Dropping the span here ends it: its duration covers the whole call.
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that reports the call's completion when its trailers arrive, it
+    /// ends, or it is dropped early.
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        completion: Option<Completion>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(done) = this.project().completion.take() {
+                // A trailers-only response (errors) is complete once its headers are read;
+                // otherwise the peer went away before the call finished.
+                let code = done.header_code.unwrap_or(tonic::Code::Cancelled);
+                done.finish(code);
+            }
+        }
+    }
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(trailers) = f.trailers_ref()
+                    && let Some(done) = this.completion.take()
+                {
+                    let code = header_code(trailers)
+                        .or(done.header_code)
+                        .unwrap_or(tonic::Code::Unknown);
+                    done.finish(code);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(done) = this.completion.take() {
+                    done.finish(tonic::Code::Unknown);
+                }
+            }
+            None => {
+                if let Some(done) = this.completion.take() {
+                    let code = done.header_code.unwrap_or(tonic::Code::Unknown);
+                    done.finish(code);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Server side: `Server::builder().layer(GrpcServerLayer)`.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcServerLayer;
+
+impl<S> Layer<S> for GrpcServerLayer {
+    type Service = GrpcServerService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcServerService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcServerService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcServerService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = http::Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        // The clone that was driven to readiness is the one we call (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+
+        let (service, method) = split_path(req.uri().path());
+        let headers = req.headers();
+        let request_id = header_str(headers, REQUEST_ID_HEADER)
+            .and_then(context::sanitize_id)
+            .unwrap_or_else(context::new_id);
+        let correlation_id = header_str(headers, CORRELATION_ID_HEADER)
+            .and_then(context::sanitize_id)
+            .unwrap_or_else(|| request_id.clone());
+        let ctx = RequestContext::new(request_id.clone(), correlation_id.clone());
+        if let Some(user_id) = header_str(headers, USER_ID_HEADER).and_then(context::sanitize_id) {
+            ctx.set_user_id(user_id);
+        }
+
+        let span = tracing::info_span!(
+            "rpc.server",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            request_id = %request_id,
+            correlation_id = %correlation_id,
+            user_id = ctx.user_id().unwrap_or_default(),
+        );
+        let parent = propagation::extract(&propagation::HttpHeaders(headers));
+        if let Err(e) = span.set_parent(parent) {
+            tracing::debug!(error = %e, "could not set the remote parent of the RPC span");
+        }
+        let start = Instant::now();
+        let fut = ctx.scope(inner.call(req)).instrument(span.clone());
+        Box::pin(async move {
+            let response = fut.await?;
+            let (parts, body) = response.into_parts();
+            let completion = Completion {
+                side: Side::Server,
+                service,
+                method,
+                start,
+                span,
+                header_code: header_code(&parts.headers),
+            };
+            Ok(http::Response::from_parts(
+                parts,
+                ObservedBody {
+                    inner: body,
+                    completion: Some(completion),
+                },
+            ))
+        })
+    }
+}
+
+/// Client side: wrap a `tonic::transport::Channel` with
+/// `tower::ServiceBuilder::new().layer(GrpcClientLayer).service(channel)`.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcClientLayer;
+
+impl<S> Layer<S> for GrpcClientLayer {
+    type Service = GrpcClientService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcClientService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GrpcClientService<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcClientService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes>,
+{
+    type Response = http::Response<ObservedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+
+        let (service, method) = split_path(req.uri().path());
+        let span = tracing::info_span!(
+            "rpc.client",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            server.address = req.uri().host().unwrap_or_default(),
+            error.message = tracing::field::Empty,
+        );
+        // The client span (not whatever is current) is the parent of the server's span.
+        let cx = span.context();
+        let headers = req.headers_mut();
+        propagation::inject(&cx, &mut propagation::HttpHeadersMut(headers));
+        if let Some(ctx) = RequestContext::current() {
+            let pairs = [
+                (REQUEST_ID_HEADER, Some(ctx.request_id())),
+                (CORRELATION_ID_HEADER, Some(ctx.correlation_id())),
+                (USER_ID_HEADER, ctx.user_id()),
+            ];
+            for (name, value) in pairs {
+                if let Some(value) = value
+                    && let Ok(value) = http::HeaderValue::from_str(value)
+                {
+                    headers.insert(http::HeaderName::from_static(name), value);
+                }
+            }
+        }
+
+        let start = Instant::now();
+        let fut = inner.call(req).instrument(span.clone());
+        Box::pin(async move {
+            let response = match fut.await {
+                Ok(response) => response,
+                Err(e) => {
+                    // Transport failure: the peer never answered.
+                    span.record("error.message", tracing::field::display(&e));
+                    Completion {
+                        side: Side::Client,
+                        service,
+                        method,
+                        start,
+                        span,
+                        header_code: None,
+                    }
+                    .finish(tonic::Code::Unavailable);
+                    return Err(e);
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let completion = Completion {
+                side: Side::Client,
+                service,
+                method,
+                start,
+                span,
+                header_code: header_code(&parts.headers),
+            };
+            Ok(http::Response::from_parts(
+                parts,
+                ObservedBody {
+                    inner: body,
+                    completion: Some(completion),
+                },
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/socialflow.video.v1.VideoService/GetVideo"),
+            (
+                "socialflow.video.v1.VideoService".to_owned(),
+                "GetVideo".to_owned()
+            )
+        );
+        assert_eq!(
+            split_path("/nonsense"),
+            ("unknown".to_owned(), "unknown".to_owned())
+        );
+    }
+
+    #[test]
+    fn only_server_failures_are_server_span_errors() {
+        assert!(is_error(Side::Server, tonic::Code::Internal));
+        assert!(!is_error(Side::Server, tonic::Code::NotFound));
+        assert!(is_error(Side::Client, tonic::Code::NotFound));
+        assert!(!is_error(Side::Client, tonic::Code::Ok));
+    }
+}

@@ -1,0 +1,223 @@
+//! actix-web middleware: trace context in, server span, request/correlation ids, RED
+//! metrics, one access log line. Handlers do none of this themselves.
+
+use std::future::{Ready, ready};
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
+use actix_web::{Error, HttpMessage};
+use futures::future::LocalBoxFuture;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::context::{self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER, RequestContext};
+use crate::metrics as m;
+use crate::propagation;
+
+/// The `endpoint` label of requests that matched no route: one fixed value, never the raw
+/// path (which would make one time series per URL anyone cares to request).
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// A short, stable error code a handler attaches to its error response
+/// (`response.extensions_mut().insert(ErrorKind("not_found"))`); it becomes the
+/// `error_type` label of `errors_total`.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
+/// The middleware. Wrap the whole `App` with it, outermost, so it sees every request,
+/// including those that match no route.
+#[derive(Debug, Clone, Default)]
+pub struct RequestTelemetry;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestTelemetry
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = RequestTelemetryMiddleware<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestTelemetryMiddleware {
+            service: Rc::new(service),
+        }))
+    }
+}
+
+pub struct RequestTelemetryMiddleware<S> {
+    service: Rc<S>,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestTelemetryMiddleware<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let start = Instant::now();
+        let method = req.method().as_str().to_owned();
+        let route = req
+            .match_pattern()
+            .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
+        let request_id = context::new_id();
+        let correlation_id = req
+            .headers()
+            .get(CORRELATION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(context::sanitize_id)
+            .unwrap_or_else(|| request_id.clone());
+        let request_size = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+
+        // Semantic conventions: span name "{method} {route}", kind server.
+        let span = tracing::info_span!(
+            "http.server.request",
+            otel.name = %format!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            url.path = %req.path(),
+            url.scheme = %req.connection_info().scheme(),
+            network.protocol.version = ?req.version(),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+            request_id = %request_id,
+            correlation_id = %correlation_id,
+        );
+        let parent = propagation::extract(&propagation::ActixHeaders(req.headers()));
+        if let Err(e) = span.set_parent(parent) {
+            tracing::debug!(error = %e, "could not set the remote parent of the server span");
+        }
+
+        let ctx = RequestContext::new(request_id.clone(), correlation_id.clone());
+        req.extensions_mut().insert(ctx.clone());
+        metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
+
+        let fut = {
+            let _entered = span.enter();
+            self.service.call(req)
+        };
+        let labels_route = route.clone();
+        Box::pin(
+            ctx.scope(
+                async move {
+                    let result = fut.await;
+                    let (status, response_size, error_kind) = match &result {
+                        Ok(res) => (
+                            res.status().as_u16(),
+                            match res.response().body().size() {
+                                BodySize::Sized(n) => Some(n),
+                                BodySize::None | BodySize::Stream => None,
+                            },
+                            res.response().extensions().get::<ErrorKind>().copied(),
+                        ),
+                        Err(e) => (e.as_response_error().status_code().as_u16(), None, None),
+                    };
+                    let elapsed = start.elapsed().as_secs_f64();
+                    record(
+                        &method,
+                        &labels_route,
+                        status,
+                        elapsed,
+                        request_size,
+                        response_size,
+                        error_kind,
+                    );
+
+                    let current = tracing::Span::current();
+                    current.record("http.response.status_code", status);
+                    if status >= 500 {
+                        current.record("otel.status_code", "ERROR");
+                        current.record(
+                            "error.type",
+                            error_kind.map_or_else(|| status.to_string(), |k| k.0.to_owned()),
+                        );
+                    }
+                    let level_is_error = status >= 500;
+                    if level_is_error {
+                        tracing::error!(
+                            http.request.method = %method,
+                            http.route = %labels_route,
+                            status,
+                            duration_ms = elapsed * 1000.0,
+                            "request failed"
+                        );
+                    } else {
+                        tracing::info!(
+                            http.request.method = %method,
+                            http.route = %labels_route,
+                            status,
+                            duration_ms = elapsed * 1000.0,
+                            "request completed"
+                        );
+                    }
+                    metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
+
+                    result.map(|mut res| {
+                        let headers = res.headers_mut();
+                        for (name, value) in [
+                            (REQUEST_ID_HEADER, request_id.as_str()),
+                            (CORRELATION_ID_HEADER, correlation_id.as_str()),
+                        ] {
+                            if let Ok(value) = HeaderValue::from_str(value) {
+                                headers.insert(HeaderName::from_static(name), value);
+                            }
+                        }
+                        res
+                    })
+                }
+                .instrument(span),
+            ),
+        )
+    }
+}
+
+fn record(
+    method: &str,
+    route: &str,
+    status: u16,
+    elapsed: f64,
+    request_size: u64,
+    response_size: Option<u64>,
+    error_kind: Option<ErrorKind>,
+) {
+    let method = method.to_owned();
+    let endpoint = route.to_owned();
+    metrics::counter!(
+        m::HTTP_REQUESTS_TOTAL,
+        "method" => method.clone(),
+        "endpoint" => endpoint.clone(),
+        "status_code" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method.clone(), "endpoint" => endpoint.clone())
+        .record(elapsed);
+    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method.clone(), "endpoint" => endpoint.clone())
+        .record(request_size as f64);
+    if let Some(size) = response_size {
+        metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint.clone())
+            .record(size as f64);
+    }
+    if status >= 400 {
+        let error_type = error_kind.map_or_else(|| format!("http_{status}"), |k| k.0.to_owned());
+        metrics::counter!(m::ERRORS_TOTAL, "error_type" => error_type, "endpoint" => endpoint)
+            .increment(1);
+    }
+}

@@ -1,0 +1,195 @@
+//! JSON log lines: one event, one line, with the fields ARCHITECTURE.md promises.
+//!
+//! `timestamp`, `level`, `service`, `version`, `environment`, `message`, `target`,
+//! `trace_id`, `span_id` (when inside a traced span), `request_id`, `correlation_id`,
+//! `user_id` (inside a request), then the event's own fields. Fields whose name says they
+//! hold a secret are replaced by `[REDACTED]` here, at the source.
+
+use std::fmt;
+
+use opentelemetry::trace::TraceContextExt;
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::{RequestContext, ServiceInfo};
+
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Whether a field or header with this name carries a credential and must never be
+/// written out: `Authorization`, `Cookie`, `Set-Cookie`, passwords, tokens, secrets, keys.
+pub fn is_sensitive(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    const EXACT: &[&str] = &[
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+    ];
+    const PARTS: &[&str] = &[
+        "password",
+        "passwd",
+        "token",
+        "secret",
+        "api_key",
+        "apikey",
+        "credential",
+    ];
+    EXACT.contains(&name.as_str()) || PARTS.iter().any(|p| name.contains(p))
+}
+
+/// The JSON event formatter.
+pub struct JsonFormat {
+    service: String,
+    version: String,
+    environment: String,
+}
+
+impl JsonFormat {
+    pub fn new(info: &ServiceInfo) -> Self {
+        Self {
+            service: info.name.clone(),
+            version: info.version.clone(),
+            environment: info.environment.clone(),
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JsonFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut fields = Map::new();
+        event.record(&mut JsonVisitor(&mut fields));
+
+        let mut line = Map::new();
+        line.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                .into(),
+        );
+        line.insert(
+            "level".into(),
+            meta.level().as_str().to_ascii_lowercase().into(),
+        );
+        line.insert("service".into(), self.service.clone().into());
+        line.insert("version".into(), self.version.clone().into());
+        line.insert("environment".into(), self.environment.clone().into());
+        line.insert(
+            "message".into(),
+            fields.remove("message").unwrap_or_else(|| Value::from("")),
+        );
+        line.insert("target".into(), meta.target().into());
+
+        // The OpenTelemetry layer activates a span's context when the span is entered, so
+        // the current context is the one of the span this event happens in.
+        let otel_cx = opentelemetry::Context::current();
+        let span_cx = otel_cx.span().span_context().clone();
+        if span_cx.is_valid() {
+            line.insert("trace_id".into(), span_cx.trace_id().to_string().into());
+            line.insert("span_id".into(), span_cx.span_id().to_string().into());
+        }
+        if let Some(ctx) = RequestContext::current() {
+            line.insert("request_id".into(), ctx.request_id().into());
+            line.insert("correlation_id".into(), ctx.correlation_id().into());
+            if let Some(user_id) = ctx.user_id() {
+                line.insert("user_id".into(), user_id.into());
+            }
+        }
+        for (key, value) in fields {
+            line.entry(key).or_insert(value);
+        }
+
+        let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{json}")
+    }
+}
+
+struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+
+impl JsonVisitor<'_> {
+    fn put(&mut self, field: &Field, value: Value) {
+        let name = field.name();
+        // `log` crate records arrive through tracing-log with `log.` prefixed fields.
+        let value = if is_sensitive(name) {
+            Value::from(REDACTED)
+        } else {
+            value
+        };
+        self.0.insert(name.to_owned(), value);
+    }
+}
+
+impl Visit for JsonVisitor<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, Value::from(value));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, Value::from(value));
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut chain = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        self.put(field, Value::from(chain));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, Value::from(format!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_recognised_by_name() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "Set-Cookie",
+            "password",
+            "new_password",
+            "access_token",
+            "refresh_token",
+            "client_secret",
+            "api_key",
+        ] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in [
+            "user_id",
+            "request_id",
+            "email_verified",
+            "status",
+            "message",
+        ] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+}

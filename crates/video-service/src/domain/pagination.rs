@@ -1,0 +1,89 @@
+//! Keyset pagination of the feed: a page size within bounds and an opaque cursor naming
+//! the last video seen (its creation time and id), so pages never skip or repeat a video
+//! when new ones arrive.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+pub const MAX_PAGE_SIZE: u32 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSize(u32);
+
+impl PageSize {
+    /// 0 means "the default"; above [`MAX_PAGE_SIZE`] is refused.
+    pub fn parse(raw: u32) -> Result<Self, String> {
+        match raw {
+            0 => Ok(Self(DEFAULT_PAGE_SIZE)),
+            n if n <= MAX_PAGE_SIZE => Ok(Self(n)),
+            n => Err(format!(
+                "page_size must be at most {MAX_PAGE_SIZE}, got {n}"
+            )),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Position after the last video of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+
+    pub fn decode(raw: &str) -> Result<Self, String> {
+        let invalid = || "page_token is not a token this service issued".to_owned();
+        let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+        let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        Ok(Self {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            id: Uuid::parse_str(id).map_err(|_| invalid())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_defaults_and_bounds() {
+        assert_eq!(PageSize::parse(0).map(PageSize::get), Ok(DEFAULT_PAGE_SIZE));
+        assert_eq!(PageSize::parse(100).map(PageSize::get), Ok(100));
+        assert!(PageSize::parse(101).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let cursor = Cursor {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("valid"),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        for garbage in [
+            "",
+            "!!!",
+            "bm90LWEtY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("12|not-a-uuid"),
+        ] {
+            assert!(Cursor::decode(garbage).is_err(), "{garbage}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The tonic service: translation between protobuf and the store, nothing else.
+
+use platform::grpc::TracedChannel;
+use proto::engagement::v1::GetVideoStatsRequest;
+use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
+use proto::video::v1::video_service_server::VideoService;
+use proto::video::v1::{
+    GetVideoRequest, GetVideoResponse, ListVideosRequest, ListVideosResponse, Video as VideoMsg,
+    VideoStats,
+};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::domain::pagination::{Cursor, PageSize};
+use crate::store::{Store, Video};
+
+pub struct VideoApi {
+    store: Store,
+    engagement: EngagementServiceClient<TracedChannel>,
+}
+
+impl VideoApi {
+    pub fn new(store: Store, engagement: TracedChannel) -> Self {
+        Self {
+            store,
+            engagement: EngagementServiceClient::new(engagement),
+        }
+    }
+}
+
+fn to_message(v: Video) -> VideoMsg {
+    VideoMsg {
+        id: v.id.to_string(),
+        owner_id: v.owner_id.to_string(),
+        title: v.title,
+        description: v.description,
+        duration_seconds: v.duration_seconds,
+        status: v.status,
+        created_at: v.created_at.to_rfc3339(),
+        tags: v.tags,
+    }
+}
+
+#[tonic::async_trait]
+impl VideoService for VideoApi {
+    async fn get_video(
+        &self,
+        request: Request<GetVideoRequest>,
+    ) -> Result<Response<GetVideoResponse>, Status> {
+        let raw = &request.get_ref().id;
+        let id = Uuid::parse_str(raw)
+            .map_err(|_| Status::invalid_argument(format!("id must be a UUID, got `{raw}`")))?;
+        let video = self
+            .store
+            .video(id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("no video with id {id}")))?;
+        // Counts are secondary: when engagement-service is down the video is still shown,
+        // without them, rather than failing the whole page.
+        let stats = match self
+            .engagement
+            .clone()
+            .get_video_stats(GetVideoStatsRequest {
+                video_id: id.to_string(),
+            })
+            .await
+        {
+            Ok(response) => {
+                let r = response.into_inner();
+                Some(VideoStats {
+                    views: r.views,
+                    likes: r.likes,
+                })
+            }
+            Err(status) => {
+                tracing::warn!(video_id = %id, code = ?status.code(), error = status.message(), "video counts unavailable");
+                None
+            }
+        };
+        Ok(Response::new(GetVideoResponse {
+            video: Some(to_message(video)),
+            stats,
+        }))
+    }
+
+    async fn list_videos(
+        &self,
+        request: Request<ListVideosRequest>,
+    ) -> Result<Response<ListVideosResponse>, Status> {
+        let request = request.into_inner();
+        let size = PageSize::parse(request.page_size).map_err(Status::invalid_argument)?;
+        let cursor = match request.page_token.as_str() {
+            "" => None,
+            token => Some(Cursor::decode(token).map_err(Status::invalid_argument)?),
+        };
+        let (videos, next) = self.store.published_page(size, cursor).await?;
+        Ok(Response::new(ListVideosResponse {
+            videos: videos.into_iter().map(to_message).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,109 @@
+//! video-service: video metadata (schema `videos`) and the bucket holding the files; asks
+//! engagement-service for counts.
+
+pub mod domain;
+mod grpc;
+mod store;
+
+use std::future::Future;
+
+use platform::config::{ConfigError, DatabaseSettings, S3Settings, ServerSettings, Sources};
+use platform::database::Migration;
+use platform::grpc::Listeners;
+use platform::health::Probe;
+use platform::service::ServiceSpec;
+use proto::video::v1::video_service_server::VideoServiceServer;
+use serde::Deserialize;
+use telemetry::TelemetrySettings;
+use tonic::service::Routes;
+
+pub const SERVICE: &str = "video-service";
+pub const SCHEMA: &str = "videos";
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "videos",
+    sql: include_str!("../migrations/0001_videos.sql"),
+}];
+
+/// Where engagement-service listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngagementSettings {
+    /// gRPC URL, e.g. `http://engagement-service:50053`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub s3: S3Settings,
+    pub engagement: EngagementSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(&Sources::from_process())
+    }
+
+    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
+        platform::config::load(
+            &[
+                platform::config::SHARED_DEFAULTS,
+                include_str!("../config/default.toml"),
+            ],
+            sources,
+        )
+    }
+}
+
+/// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let pool = platform::database::pool(&settings.database)?;
+    let s3 = platform::s3::client(&settings.s3);
+    let engagement = platform::grpc::channel(&settings.engagement.url, "engagement.url")?;
+    let engagement_health =
+        platform::grpc::raw_channel(&settings.engagement.url, "engagement.url")?;
+
+    // The bucket belongs to this service. An unreachable store is not fatal at start: it
+    // shows in /health/detailed, and uploads fail until it is back.
+    let bucket = settings.s3.bucket.clone();
+    let s3_for_bucket = s3.clone();
+    tokio::spawn(async move {
+        if let Err(error) = platform::s3::ensure_bucket(&s3_for_bucket, &bucket).await {
+            tracing::warn!(%bucket, %error, "video bucket not ready");
+        }
+    });
+
+    let api = grpc::VideoApi::new(store::Store::new(pool.clone()), engagement);
+    let spec = ServiceSpec {
+        name: SERVICE,
+        schema: SCHEMA,
+        migrations: MIGRATIONS,
+        pool,
+        other_dependencies: vec![
+            (
+                "s3".into(),
+                Probe::S3 {
+                    client: s3,
+                    bucket: settings.s3.bucket.clone(),
+                },
+            ),
+            ("engagement-service".into(), Probe::Grpc(engagement_health)),
+        ],
+        shutdown_grace: settings.server.shutdown_grace(),
+    };
+    platform::service::run(
+        spec,
+        listeners,
+        Routes::new(VideoServiceServer::new(api)),
+        shutdown,
+    )
+    .await
+}

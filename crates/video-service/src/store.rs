@@ -1,0 +1,109 @@
+//! SQL for schema `videos`.
+
+use chrono::{DateTime, Utc};
+use platform::database::{DbError, PgPool, db_span};
+use tokio_postgres::Row;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::domain::pagination::{Cursor, PageSize};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Video {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub duration_seconds: u32,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str =
+    "id, owner_id, title, description, duration_seconds, status, tags, created_at";
+
+fn video(row: &Row) -> Video {
+    Video {
+        id: row.get("id"),
+        owner_id: row.get("owner_id"),
+        title: row.get("title"),
+        description: row.get("description"),
+        duration_seconds: u32::try_from(row.get::<_, i32>("duration_seconds")).unwrap_or(0),
+        status: row.get("status"),
+        tags: row.get("tags"),
+        created_at: row.get("created_at"),
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn video(&self, id: Uuid) -> Result<Option<Video>, DbError> {
+        async {
+            let conn = self.pool.get().await?;
+            let stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM videos.videos WHERE id = $1"
+                ))
+                .await?;
+            Ok(conn.query_opt(&stmt, &[&id]).await?.as_ref().map(video))
+        }
+        .instrument(db_span("SELECT", "videos.videos"))
+        .await
+    }
+
+    /// One page of published videos, newest first, after `cursor`; and the cursor of the
+    /// next page when there is one.
+    pub async fn published_page(
+        &self,
+        size: PageSize,
+        cursor: Option<Cursor>,
+    ) -> Result<(Vec<Video>, Option<Cursor>), DbError> {
+        let limit = i64::from(size.get()) + 1;
+        let mut videos = async {
+            let conn = self.pool.get().await?;
+            let rows = match cursor {
+                None => {
+                    let stmt = conn
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                             ORDER BY created_at DESC, id DESC LIMIT $1"
+                        ))
+                        .await?;
+                    conn.query(&stmt, &[&limit]).await?
+                }
+                Some(c) => {
+                    let stmt = conn
+                        .prepare_cached(&format!(
+                            "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                             AND (created_at, id) < ($1, $2)
+                             ORDER BY created_at DESC, id DESC LIMIT $3"
+                        ))
+                        .await?;
+                    conn.query(&stmt, &[&c.created_at, &c.id, &limit]).await?
+                }
+            };
+            Ok::<_, DbError>(rows.iter().map(video).collect::<Vec<_>>())
+        }
+        .instrument(db_span("SELECT", "videos.videos"))
+        .await?;
+        let next = if videos.len() > size.get() as usize {
+            videos.truncate(size.get() as usize);
+            videos.last().map(|v| Cursor {
+                created_at: v.created_at,
+                id: v.id,
+            })
+        } else {
+            None
+        };
+        Ok((videos, next))
+    }
+}
