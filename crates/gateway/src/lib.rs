@@ -1,1 +1,140 @@
+//! The gateway: the REST edge of Social Flow. HTTP/JSON in, gRPC to the services out,
+//! with trace context, request ids and RED metrics on every request.
 
+mod clients;
+mod config;
+mod error;
+mod routes;
+
+use std::future::Future;
+
+use actix_web::{App, HttpServer, web};
+use platform::Lifecycle;
+use platform::admin::{AdminServer, HealthState, health_routes};
+use platform::health::{Checks, Probe};
+use telemetry::http::RequestTelemetry;
+
+pub use clients::Clients;
+pub use config::{HttpSettings, ServicesSettings, Settings};
+pub use error::ApiError;
+
+pub const SERVICE: &str = "gateway";
+
+/// The gateway's two listeners. Tests bind port 0; `main` binds the configured ports.
+pub struct Listeners {
+    pub http: std::net::TcpListener,
+    pub admin: std::net::TcpListener,
+}
+
+impl Listeners {
+    pub fn bind(server: &platform::config::ServerSettings) -> std::io::Result<Self> {
+        Ok(Self {
+            http: std::net::TcpListener::bind((server.host.as_str(), server.port))?,
+            admin: std::net::TcpListener::bind((server.host.as_str(), server.admin_port))?,
+        })
+    }
+}
+
+/// Everything `/health/detailed` probes: the shared stores and every service.
+fn dependencies(settings: &Settings) -> anyhow::Result<Vec<(String, Probe)>> {
+    let pool = platform::database::pool(&settings.database)?;
+    platform::database::spawn_pool_gauge(pool.clone(), SERVICE);
+    let redis = platform::redis::client(&settings.redis)?;
+    platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);
+    let s3 = platform::s3::client(&settings.s3);
+    let services = &settings.services;
+    let mut probes = vec![
+        ("database".to_owned(), Probe::Postgres(pool)),
+        ("redis".to_owned(), Probe::Redis(redis)),
+        (
+            "s3".to_owned(),
+            Probe::S3 {
+                client: s3,
+                bucket: settings.s3.bucket.clone(),
+            },
+        ),
+    ];
+    for (name, url, key) in [
+        ("user-service", &services.user, "services.user"),
+        ("video-service", &services.video, "services.video"),
+        (
+            "engagement-service",
+            &services.engagement,
+            "services.engagement",
+        ),
+        ("payments-service", &services.payments, "services.payments"),
+    ] {
+        probes.push((
+            name.to_owned(),
+            Probe::Grpc(platform::grpc::raw_channel(url, key)?),
+        ));
+    }
+    Ok(probes)
+}
+
+/// Serves the REST API on `listeners.http` and the admin routes on `listeners.admin` until
+/// `shutdown` resolves; then readiness turns 503, the API stops accepting, in-flight
+/// requests get the grace period to finish, and the function returns.
+pub async fn run(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    telemetry::metrics::record_build_info(SERVICE);
+    let lifecycle = Lifecycle::new();
+    let health = HealthState {
+        service: SERVICE,
+        lifecycle: lifecycle.clone(),
+        // The gateway is ready when it runs: a slow or failed service shows in
+        // /health/detailed and in its own readiness, and must not take every gateway
+        // replica out of the load balancer with it.
+        readiness: Checks::default(),
+        detailed: Checks::new(dependencies(&settings)?),
+    };
+    let clients = web::Data::new(Clients::new(&settings.services)?);
+    let health_data = web::Data::new(health.clone());
+    let max_body = settings.http.max_body_bytes;
+    let admin = AdminServer::start(listeners.admin, health)?;
+
+    let server = HttpServer::new(move || {
+        App::new()
+            // Outermost, so it sees every request, errors and unmatched routes included.
+            .wrap(RequestTelemetry)
+            .app_data(clients.clone())
+            .app_data(health_data.clone())
+            .app_data(error::extractors::json_config(max_body))
+            .app_data(error::extractors::path_config())
+            .app_data(error::extractors::query_config())
+            .configure(health_routes)
+            .configure(routes::configure)
+            .default_service(web::to(routes::not_found))
+    })
+    .listen(listeners.http)?
+    .workers(settings.http.workers)
+    .disable_signals()
+    .shutdown_timeout(settings.server.shutdown_grace_secs)
+    .run();
+    let handle = server.handle();
+    let mut serving = tokio::spawn(server);
+    lifecycle.mark_ready();
+    tracing::info!("gateway ready");
+
+    tokio::select! {
+        () = shutdown => {}
+        finished = &mut serving => {
+            admin.stop().await;
+            finished??;
+            return Ok(());
+        }
+    }
+    tracing::info!(
+        grace_secs = settings.server.shutdown_grace_secs,
+        "shutting down: draining in-flight requests"
+    );
+    lifecycle.begin_shutdown();
+    // Graceful: stop accepting, let in-flight requests finish within the grace period.
+    handle.stop(true).await;
+    serving.await??;
+    admin.stop().await;
+    Ok(())
+}

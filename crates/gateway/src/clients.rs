@@ -1,0 +1,34 @@
+//! gRPC clients of the services, each over a traced channel.
+
+use platform::config::ConfigError;
+use platform::grpc::TracedChannel;
+use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
+use proto::payments::v1::payments_service_client::PaymentsServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+use proto::video::v1::video_service_client::VideoServiceClient;
+
+use crate::config::ServicesSettings;
+
+/// Cheap to clone: every client shares its channel's connection.
+#[derive(Clone)]
+pub struct Clients {
+    pub users: UserServiceClient<TracedChannel>,
+    pub videos: VideoServiceClient<TracedChannel>,
+    pub engagement: EngagementServiceClient<TracedChannel>,
+    pub payments: PaymentsServiceClient<TracedChannel>,
+}
+
+impl Clients {
+    pub fn new(services: &ServicesSettings) -> Result<Self, ConfigError> {
+        use platform::grpc::channel;
+        Ok(Self {
+            users: UserServiceClient::new(channel(&services.user, "services.user")?),
+            videos: VideoServiceClient::new(channel(&services.video, "services.video")?),
+            engagement: EngagementServiceClient::new(channel(
+                &services.engagement,
+                "services.engagement",
+            )?),
+            payments: PaymentsServiceClient::new(channel(&services.payments, "services.payments")?),
+        })
+    }
+}

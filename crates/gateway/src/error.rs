@@ -1,0 +1,164 @@
+//! Every error the gateway returns, as `{"error": {"code", "message", "request_id"}}`.
+//! gRPC codes map to HTTP statuses here and nowhere else.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use telemetry::RequestContext;
+use telemetry::http::ErrorKind;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    /// Stable, machine-readable: clients switch on it; it is also the `error_type` label.
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// An answer from `service` that the client can act on, or a generic one when the
+    /// failure is ours (the details are in the service's log under the same request id).
+    pub fn from_status(service: &str, status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let passthrough = status.message().to_owned();
+        let (http, code, message) = match status.code() {
+            Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument", passthrough),
+            Code::FailedPrecondition => {
+                (StatusCode::BAD_REQUEST, "failed_precondition", passthrough)
+            }
+            Code::OutOfRange => (StatusCode::BAD_REQUEST, "out_of_range", passthrough),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", passthrough),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied", passthrough),
+            Code::NotFound => (StatusCode::NOT_FOUND, "not_found", passthrough),
+            Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists", passthrough),
+            Code::Aborted => (StatusCode::CONFLICT, "aborted", passthrough),
+            Code::ResourceExhausted => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "resource_exhausted",
+                passthrough,
+            ),
+            Code::Cancelled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cancelled",
+                format!("the request to {service} was cancelled"),
+            ),
+            Code::DeadlineExceeded => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline_exceeded",
+                format!("{service} did not answer in time"),
+            ),
+            Code::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{service} is unavailable; try again shortly"),
+            ),
+            Code::Unimplemented => (
+                StatusCode::NOT_IMPLEMENTED,
+                "unimplemented",
+                format!("{service} does not support this operation"),
+            ),
+            // A success code here would be a bug in the caller.
+            Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error".to_owned(),
+            ),
+        };
+        if http.is_server_error() {
+            tracing::error!(
+                peer = service,
+                grpc_code = ?status.code(),
+                grpc_message = status.message(),
+                "service call failed"
+            );
+        }
+        Self::new(http, code, message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let request_id = RequestContext::current()
+            .map(|c| c.request_id().to_owned())
+            .unwrap_or_default();
+        let mut response = HttpResponse::build(self.status).json(json!({
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "request_id": request_id,
+            }
+        }));
+        response.extensions_mut().insert(ErrorKind(self.code));
+        response
+    }
+}
+
+/// Bodies, paths and query strings that fail to parse get the same JSON errors.
+pub mod extractors {
+    use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+    use actix_web::http::StatusCode;
+    use actix_web::{HttpRequest, web};
+
+    use super::ApiError;
+
+    pub fn json_config(limit: usize) -> web::JsonConfig {
+        web::JsonConfig::default()
+            .limit(limit)
+            .error_handler(move |err, _req: &HttpRequest| json_error(&err, limit).into())
+    }
+
+    fn json_error(err: &JsonPayloadError, limit: usize) -> ApiError {
+        match err {
+            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than {limit} bytes"),
+                )
+            }
+            JsonPayloadError::ContentType => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the request body must be JSON (Content-Type: application/json)",
+            ),
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::bad_request(format!("invalid JSON body: {e}"))
+            }
+            // Payload and transport failures, and variants added to actix-web later.
+            _ => ApiError::bad_request(format!("unreadable request body: {err}")),
+        }
+    }
+
+    pub fn path_config() -> web::PathConfig {
+        web::PathConfig::default().error_handler(|err: PathError, _req: &HttpRequest| {
+            ApiError::bad_request(format!("invalid path: {err}")).into()
+        })
+    }
+
+    pub fn query_config() -> web::QueryConfig {
+        web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req: &HttpRequest| {
+            ApiError::bad_request(format!("invalid query string: {err}")).into()
+        })
+    }
+}

@@ -1,0 +1,138 @@
+use actix_web::{HttpResponse, web};
+use proto::engagement::v1::GetVideoStatsRequest;
+use proto::video::v1::{GetVideoRequest, ListVideosRequest, Video, VideoStats};
+use serde::{Deserialize, Serialize};
+
+use super::parse_id;
+use crate::Clients;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize)]
+pub struct VideoJson {
+    id: String,
+    owner_id: String,
+    title: String,
+    description: String,
+    duration_seconds: u32,
+    status: String,
+    tags: Vec<String>,
+    created_at: String,
+}
+
+impl From<Video> for VideoJson {
+    fn from(v: Video) -> Self {
+        Self {
+            id: v.id,
+            owner_id: v.owner_id,
+            title: v.title,
+            description: v.description,
+            duration_seconds: v.duration_seconds,
+            status: v.status,
+            tags: v.tags,
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatsJson {
+    views: u64,
+    likes: u64,
+}
+
+impl From<VideoStats> for StatsJson {
+    fn from(s: VideoStats) -> Self {
+        Self {
+            views: s.views,
+            likes: s.likes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct VideoWithStats {
+    #[serde(flatten)]
+    video: VideoJson,
+    /// Absent when the counts could not be fetched.
+    stats: Option<StatsJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// 1..=100, default 20.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct VideoPage {
+    videos: Vec<VideoJson>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list_videos(
+    clients: web::Data<Clients>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    if params.limit == Some(0) {
+        return Err(ApiError::bad_request("limit must be between 1 and 100"));
+    }
+    let reply = clients
+        .videos
+        .clone()
+        .list_videos(ListVideosRequest {
+            page_size: params.limit.unwrap_or(0),
+            page_token: params.cursor.unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| ApiError::from_status("video-service", &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(VideoPage {
+        videos: reply.videos.into_iter().map(VideoJson::from).collect(),
+        next_cursor: Some(reply.next_page_token).filter(|t| !t.is_empty()),
+    }))
+}
+
+pub async fn get_video(
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    let reply = clients
+        .videos
+        .clone()
+        .get_video(GetVideoRequest { id: id.to_string() })
+        .await
+        .map_err(|s| ApiError::from_status("video-service", &s))?
+        .into_inner();
+    let video = reply.video.ok_or_else(|| {
+        ApiError::from_status("video-service", &tonic::Status::internal("empty reply"))
+    })?;
+    Ok(HttpResponse::Ok().json(VideoWithStats {
+        video: video.into(),
+        stats: reply.stats.map(StatsJson::from),
+    }))
+}
+
+pub async fn get_video_stats(
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    let reply = clients
+        .engagement
+        .clone()
+        .get_video_stats(GetVideoStatsRequest {
+            video_id: id.to_string(),
+        })
+        .await
+        .map_err(|s| ApiError::from_status("engagement-service", &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(StatsJson {
+        views: reply.views,
+        likes: reply.likes,
+    }))
+}

@@ -1,0 +1,403 @@
+//! The whole system in one test: four services and the gateway, on port 0.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use platform::config::Sources;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::{S3Server, TcpProxy, TestDatabase, s3};
+
+/// The processes a [`TestApp`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    Gateway,
+    User,
+    Video,
+    Engagement,
+    Payments,
+}
+
+impl ServiceName {
+    pub const ALL: [ServiceName; 5] = [
+        ServiceName::Gateway,
+        ServiceName::User,
+        ServiceName::Video,
+        ServiceName::Engagement,
+        ServiceName::Payments,
+    ];
+}
+
+struct Running {
+    admin: SocketAddr,
+    api: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Knobs for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct TestAppBuilder {
+    engagement_delay: Option<Duration>,
+}
+
+impl TestAppBuilder {
+    /// Slows every call video-service makes to engagement-service by `delay` per chunk.
+    pub fn engagement_delay(mut self, delay: Duration) -> Self {
+        self.engagement_delay = Some(delay);
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        TestApp::spawn_with(self).await
+    }
+}
+
+pub struct TestApp {
+    pub http: reqwest::Client,
+    pub db: TestDatabase,
+    pub s3: S3Server,
+    pub bucket: String,
+    pub redis_prefix: String,
+    /// Between the gateway and Redis: `redis_proxy.stop()` makes Redis unreachable.
+    pub redis_proxy: TcpProxy,
+    /// Between video-service and engagement-service.
+    pub engagement_proxy: TcpProxy,
+    running: HashMap<ServiceName, Running>,
+}
+
+fn listener() -> std::net::TcpListener {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.set_nonblocking(true).expect("non-blocking listener");
+    l
+}
+
+async fn grpc_listeners() -> (platform::grpc::Listeners, SocketAddr, SocketAddr) {
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind grpc");
+    let admin = listener();
+    let (g, a) = (
+        grpc.local_addr().expect("grpc addr"),
+        admin.local_addr().expect("admin addr"),
+    );
+    (platform::grpc::Listeners { grpc, admin }, g, a)
+}
+
+fn redis_url() -> String {
+    std::env::var("SOCIALFLOW_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(TestAppBuilder::default()).await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    async fn spawn_with(options: TestAppBuilder) -> Self {
+        crate::telemetry();
+        let db = TestDatabase::create().await;
+        let s3 = S3Server::start().await;
+        let bucket = format!("sf-test-{}", crate::unique_suffix());
+        let redis_prefix = format!("test:{}:", crate::unique_suffix());
+        let redis_target: SocketAddr = {
+            let url = redis_url();
+            let host_port = url
+                .trim_start_matches("redis://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            tokio::net::lookup_host(host_port)
+                .await
+                .expect("resolve redis")
+                .next()
+                .expect("redis address")
+        };
+        let redis_proxy = TcpProxy::start(redis_target).await;
+
+        let (user_l, user_grpc, user_admin) = grpc_listeners().await;
+        let (video_l, video_grpc, video_admin) = grpc_listeners().await;
+        let (eng_l, eng_grpc, eng_admin) = grpc_listeners().await;
+        let (pay_l, pay_grpc, pay_admin) = grpc_listeners().await;
+        let gateway_http = listener();
+        let gateway_admin = listener();
+        let (gw_http, gw_admin) = (
+            gateway_http.local_addr().expect("gateway addr"),
+            gateway_admin.local_addr().expect("gateway admin addr"),
+        );
+        let engagement_proxy = TcpProxy::start(eng_grpc).await;
+        if let Some(delay) = options.engagement_delay {
+            engagement_proxy.set_delay(delay);
+        }
+
+        let mut env: HashMap<String, String> = [
+            ("SOCIALFLOW__DATABASE__URL", db.url().to_owned()),
+            ("SOCIALFLOW__DATABASE__MAX_CONNECTIONS", "4".to_owned()),
+            (
+                "SOCIALFLOW__REDIS__URL",
+                format!("redis://{}", redis_proxy.addr()),
+            ),
+            ("SOCIALFLOW__REDIS__KEY_PREFIX", redis_prefix.clone()),
+            ("SOCIALFLOW__REDIS__COMMAND_TIMEOUT_MS", "500".to_owned()),
+            ("SOCIALFLOW__S3__ENDPOINT", s3.endpoint()),
+            ("SOCIALFLOW__S3__BUCKET", bucket.clone()),
+            ("SOCIALFLOW__S3__ACCESS_KEY", s3::ACCESS_KEY.to_owned()),
+            ("SOCIALFLOW__S3__SECRET_KEY", s3::SECRET_KEY.to_owned()),
+            ("SOCIALFLOW__S3__TIMEOUT_MS", "1500".to_owned()),
+            ("SOCIALFLOW__SERVER__SHUTDOWN_GRACE_SECS", "10".to_owned()),
+            (
+                "SOCIALFLOW__ENGAGEMENT__URL",
+                format!("http://{}", engagement_proxy.addr()),
+            ),
+            ("SOCIALFLOW__SERVICES__USER", format!("http://{user_grpc}")),
+            (
+                "SOCIALFLOW__SERVICES__VIDEO",
+                format!("http://{video_grpc}"),
+            ),
+            (
+                "SOCIALFLOW__SERVICES__ENGAGEMENT",
+                format!("http://{eng_grpc}"),
+            ),
+            (
+                "SOCIALFLOW__SERVICES__PAYMENTS",
+                format!("http://{pay_grpc}"),
+            ),
+            ("SOCIALFLOW__HTTP__WORKERS", "1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.insert("SOCIALFLOW__HTTP__MAX_BODY_BYTES".into(), "4096".into());
+        let sources = Sources {
+            config_dir: std::path::PathBuf::from("/nonexistent"),
+            env_name: "test".into(),
+            env,
+        };
+
+        let mut running = HashMap::new();
+        macro_rules! start {
+            ($name:expr, $krate:ident, $listeners:expr, $api:expr, $admin:expr) => {{
+                let settings = $krate::Settings::load_from(&sources).expect("valid test settings");
+                let (tx, rx) = oneshot::channel::<()>();
+                let task = tokio::spawn($krate::run(settings, $listeners, async move {
+                    let _ = rx.await;
+                }));
+                running.insert(
+                    $name,
+                    Running {
+                        admin: $admin,
+                        api: $api,
+                        stop: Some(tx),
+                        task: Some(task),
+                    },
+                );
+            }};
+        }
+        start!(
+            ServiceName::User,
+            user_service,
+            user_l,
+            user_grpc,
+            user_admin
+        );
+        start!(
+            ServiceName::Video,
+            video_service,
+            video_l,
+            video_grpc,
+            video_admin
+        );
+        start!(
+            ServiceName::Engagement,
+            engagement_service,
+            eng_l,
+            eng_grpc,
+            eng_admin
+        );
+        start!(
+            ServiceName::Payments,
+            payments_service,
+            pay_l,
+            pay_grpc,
+            pay_admin
+        );
+        start!(
+            ServiceName::Gateway,
+            gateway,
+            gateway::Listeners {
+                http: gateway_http,
+                admin: gateway_admin
+            },
+            gw_http,
+            gw_admin
+        );
+
+        let app = Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            db,
+            s3,
+            bucket,
+            redis_prefix,
+            redis_proxy,
+            engagement_proxy,
+            running,
+        };
+        for name in ServiceName::ALL {
+            app.wait_until_ready(name).await;
+        }
+        app
+    }
+
+    /// Polls `/health/readiness` on the admin port until 200 (30 s at most).
+    pub async fn wait_until_ready(&self, name: ServiceName) {
+        let url = format!("{}/health/readiness", self.admin_url(name));
+        for _ in 0..300 {
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name:?} never became ready");
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://{}", self.running[&ServiceName::Gateway].api)
+    }
+
+    pub fn admin_url(&self, name: ServiceName) -> String {
+        format!("http://{}", self.running[&name].admin)
+    }
+
+    /// The gRPC address of a service (the gateway's is its HTTP address).
+    pub fn api_addr(&self, name: ServiceName) -> SocketAddr {
+        self.running[&name].api
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.gateway_url()))
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.gateway_url()))
+            .json(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    pub async fn admin_get(&self, name: ServiceName, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.admin_url(name)))
+            .send()
+            .await
+            .expect("admin port answers")
+    }
+
+    /// Inserts a video straight into video-service's schema (uploads are another feature).
+    pub async fn insert_video(&self, title: &str, status: &str) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
+        self.db
+            .connect()
+            .await
+            .execute(
+                "INSERT INTO videos.videos (id, owner_id, title, description, duration_seconds, status, tags)
+                 VALUES ($1, $2, $3, 'test video', 42, $4, ARRAY['test'])",
+                &[&id, &uuid::Uuid::new_v4(), &title, &status],
+            )
+            .await
+            .expect("insert video");
+        id
+    }
+
+    /// Sets a video's counts in engagement-service's schema.
+    pub async fn set_video_stats(&self, video_id: uuid::Uuid, views: i64, likes: i64) {
+        self.db
+            .connect()
+            .await
+            .execute(
+                "INSERT INTO engagement.video_stats (video_id, views, likes) VALUES ($1, $2, $3)
+                 ON CONFLICT (video_id) DO UPDATE SET views = $2, likes = $3",
+                &[&video_id, &views, &likes],
+            )
+            .await
+            .expect("insert stats");
+    }
+
+    /// Asks one process to shut down and waits until it has drained.
+    pub async fn stop_service(&mut self, name: ServiceName) -> anyhow::Result<()> {
+        let running = self.running.get_mut(&name).expect("known service");
+        if let Some(stop) = running.stop.take() {
+            let _ = stop.send(());
+        }
+        match running.task.take() {
+            Some(task) => task.await.expect("service task joined"),
+            None => Ok(()),
+        }
+    }
+
+    /// Shuts every process down, gateway first, and checks each stopped cleanly.
+    pub async fn shutdown(mut self) {
+        for name in ServiceName::ALL {
+            self.stop_service(name)
+                .await
+                .unwrap_or_else(|e| panic!("{name:?} stopped with an error: {e:#}"));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        for running in self.running.values_mut() {
+            if let Some(stop) = running.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+        let prefix = self.redis_prefix.clone();
+        // Leave nothing behind in the shared Redis either.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use fred::prelude::*;
+                let Ok(config) = Config::from_url(&redis_url()) else {
+                    return;
+                };
+                let Ok(client) = Builder::from_config(config).build() else {
+                    return;
+                };
+                if client.init().await.is_err() {
+                    return;
+                }
+                let keys: Vec<String> = client
+                    .custom(fred::cmd!("KEYS"), vec![format!("{prefix}*")])
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<i64, _> = client.del(keys).await;
+                }
+                let _ = client.quit().await;
+            });
+        })
+        .join();
+    }
+}
