@@ -1,6 +1,11 @@
 //! Generated gRPC code for the Social Flow services. Nothing here is written by hand:
 //! edit `proto/socialflow/<svc>/v1/*.proto` and rebuild.
 
+#![expect(
+    clippy::allow_attributes,
+    reason = "prost and tonic generate `#[allow]` attributes into this crate"
+)]
+
 pub mod user {
     pub mod v1 {
         tonic::include_proto!("socialflow.user.v1");

@@ -60,8 +60,8 @@ struct VideoWithStats {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
-    /// 1..=100, default 20.
-    limit: Option<u32>,
+    /// 1..=100, default 20. A string here so a bad value gets an error naming `limit`.
+    limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
@@ -77,14 +77,22 @@ pub async fn list_videos(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    if params.limit == Some(0) {
-        return Err(ApiError::bad_request("limit must be between 1 and 100"));
-    }
+    let limit = match params.limit.as_deref() {
+        None => 0,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be an integer from 1 to 100, got `{raw}`"
+                )));
+            }
+        },
+    };
     let reply = clients
         .videos
         .clone()
         .list_videos(ListVideosRequest {
-            page_size: params.limit.unwrap_or(0),
+            page_size: limit,
             page_token: params.cursor.unwrap_or_default(),
         })
         .await

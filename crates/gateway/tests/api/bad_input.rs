@@ -1,1 +1,145 @@
+use serde_json::{Value, json};
+use testkit::TestApp;
 
+/// Asserts a JSON error with `status` whose message mentions `needle`.
+async fn assert_error(response: reqwest::Response, status: u16, needle: &str) {
+    let actual = response.status().as_u16();
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let body: Value = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{status}: body is not JSON: {e}"));
+    assert_eq!(actual, status, "{body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.message: {body}"));
+    assert!(
+        message.contains(needle),
+        "`{message}` should mention `{needle}`"
+    );
+    assert!(body["error"]["code"].is_string(), "{body}");
+    assert_eq!(body["error"]["request_id"].as_str(), request_id.as_deref());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_ids_are_400_naming_the_id() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/v1/videos/not-a-uuid",
+        "/api/v1/users/123",
+        "/api/v1/videos/x%27%3B/stats",
+    ] {
+        assert_error(app.get(path).await, 400, "must be a UUID").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_strings_are_400() {
+    let app = TestApp::spawn().await;
+    assert_error(app.get("/api/v1/videos?limit=abc").await, 400, "limit").await;
+    assert_error(app.get("/api/v1/videos?limit=-1").await, 400, "limit").await;
+    assert_error(app.get("/api/v1/videos?limit=0").await, 400, "limit").await;
+    assert_error(app.get("/api/v1/videos?limit=1000").await, 400, "page_size").await;
+    assert_error(
+        app.get("/api/v1/videos?cursor=bm9wZQ").await,
+        400,
+        "page_token",
+    )
+    .await;
+    assert_error(app.get("/api/v1/videos?sort=asc").await, 400, "sort").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_are_4xx_naming_the_problem_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let cases = [
+        (
+            json!({ "email": "a@example.com", "username": "abc" }),
+            400,
+            "display_name",
+        ),
+        (
+            json!({ "email": 5, "username": "abc", "display_name": "A" }),
+            400,
+            "invalid type",
+        ),
+        (
+            json!({ "email": "not-an-email", "username": "abc", "display_name": "A" }),
+            400,
+            "email",
+        ),
+        (
+            json!({ "email": "a@example.com", "username": "a b", "display_name": "A" }),
+            400,
+            "username",
+        ),
+        (
+            json!({ "email": "a@example.com", "username": "abc", "display_name": "" }),
+            400,
+            "display_name",
+        ),
+        (
+            json!({ "email": "a@example.com", "username": "abc", "display_name": "A", "admin": true }),
+            400,
+            "admin",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        assert_error(app.post_json("/api/v1/users", &body).await, status, needle).await;
+    }
+
+    let oversized =
+        json!({ "email": "a@example.com", "username": "abc", "display_name": "x".repeat(10_000) });
+    assert_error(
+        app.post_json("/api/v1/users", &oversized).await,
+        413,
+        "larger than",
+    )
+    .await;
+
+    let not_json = app
+        .http
+        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .header("Content-Type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("answer");
+    assert_error(not_json, 400, "JSON").await;
+
+    let wrong_type = app
+        .http
+        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .header("Content-Type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("answer");
+    assert_error(wrong_type, 415, "JSON").await;
+
+    let rows: i64 = app
+        .db
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM users.users", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(rows, 0, "no failed request wrote anything");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_are_json_errors() {
+    let app = TestApp::spawn().await;
+    assert_error(app.get("/api/v1/nothing-here").await, 404, "no route").await;
+    let delete = app
+        .http
+        .delete(format!("{}/api/v1/videos", app.gateway_url()))
+        .send()
+        .await
+        .expect("answer");
+    assert_error(delete, 405, "DELETE").await;
+}

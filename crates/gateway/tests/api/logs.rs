@@ -1,1 +1,82 @@
+use std::time::Duration;
 
+use serde_json::{Value, json};
+use testkit::TestApp;
+
+const SECRET: &str = "s3cr3t-b34r3r-t0k3n-value";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_json_with_trace_and_request_ids_and_no_credentials() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .header("Authorization", format!("Bearer {SECRET}"))
+        .header("Cookie", format!("session={SECRET}"))
+        .header("X-Correlation-ID", "checkout-42")
+        .json(&json!({ "email": "log@example.com", "username": "logger", "display_name": "Log" }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-correlation-id"], "checkout-42");
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    let telemetry = testkit::telemetry();
+    // Spans too: the secret must not be in any attribute.
+    let spans = telemetry
+        .wait_for_spans(Duration::from_secs(15), |spans| {
+            spans
+                .iter()
+                .any(|s| s.attr("request_id") == Some(request_id.as_str()))
+        })
+        .await;
+
+    let lines = telemetry.logs.lines();
+    let ours: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["request_id"] == request_id)
+        .collect();
+    let services: Vec<&str> = ours.iter().filter_map(|l| l["target"].as_str()).collect();
+    assert!(
+        services.iter().any(|t| t.starts_with("telemetry::http")),
+        "the gateway's access log line carries the request id: {services:?}"
+    );
+    assert!(
+        services.iter().any(|t| t.starts_with("user_service")),
+        "user-service's lines carry the request id the gateway sent: {services:?}"
+    );
+    for line in &ours {
+        for field in [
+            "timestamp",
+            "level",
+            "service",
+            "version",
+            "environment",
+            "message",
+            "trace_id",
+            "span_id",
+            "correlation_id",
+        ] {
+            assert!(line.get(field).is_some(), "`{field}` missing from {line}");
+        }
+        assert_eq!(line["correlation_id"], "checkout-42");
+        assert_eq!(line["trace_id"].as_str().map(str::len), Some(32), "{line}");
+    }
+
+    assert!(
+        !telemetry.logs.text().contains(SECRET),
+        "the credential leaked into a log line"
+    );
+    for span in &spans {
+        for (key, value) in &span.attributes {
+            assert!(
+                !value.contains(SECRET),
+                "the credential leaked into span attribute {key}"
+            );
+        }
+    }
+}
