@@ -1,0 +1,39 @@
+# Social Flow: the two commands that matter are `make run` and `make test`.
+SHELL := bash
+CARGO ?= cargo
+
+.PHONY: run test seed lint fmt fmt-check clippy build deps unit smoke help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## build and start the whole stack locally (Ctrl-C stops it)
+	@scripts/dev-stack.sh
+
+test: deps unit smoke ## run every test: workspace tests, then the real stack end to end
+
+unit: ## cargo tests (real Postgres, Redis and s3s-fs; no mocks)
+	$(CARGO) test --workspace --no-fail-fast
+
+smoke: ## start the real binaries as `make run` does and check them from outside
+	scripts/smoke-run.sh
+
+seed: ## load demo data into a running stack
+	@scripts/seed.sh
+
+lint: fmt-check clippy ## formatting and clippy, as CI runs them
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build: ## build every binary
+	$(CARGO) build --workspace --bins
+
+deps: ## install what tests need beyond Postgres and Redis (s3s-fs, promtool)
+	@scripts/install-test-deps.sh

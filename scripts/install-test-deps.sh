@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Postgres and Redis (which the machine runs):
+#   - s3s-fs, an S3-compatible server (tests start one per test; `make run` one per stack)
+#   - promtool (Debian package `prometheus`), Prometheus' own linter for /metrics
+# Idempotent: anything already installed is left alone.
+set -euo pipefail
+
+S3S_VERSION=0.14.1
+
+log() { printf '==> %s\n' "$*"; }
+
+if command -v s3s-fs >/dev/null 2>&1; then
+  log "s3s-fs present: $(command -v s3s-fs)"
+else
+  log "installing s3s-fs ${S3S_VERSION} (cargo install, a few minutes on 2 cores)"
+  cargo install s3s-fs --version "${S3S_VERSION}" --locked --features binary
+fi
+
+if command -v promtool >/dev/null 2>&1; then
+  log "promtool present: $(command -v promtool)"
+else
+  log "installing promtool and amtool (Debian packages prometheus, prometheus-alertmanager)"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+  # The packages start daemons on 9090/9093 where systemd runs; nothing here needs them.
+  $SUDO systemctl stop prometheus prometheus-alertmanager 2>/dev/null || true
+fi
+
+for tool in psql redis-cli curl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    log "warning: $tool not found; scripts/dev-stack.sh and scripts/smoke-run.sh use it"
+  fi
+done
+log "test dependencies ready"
