@@ -165,7 +165,90 @@ impl Visit for JsonVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
     use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Formats whatever `emit` logs, with a local subscriber, and returns the parsed lines.
+    fn capture(emit: impl FnOnce()) -> Vec<Value> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let info = ServiceInfo {
+            name: "video-service".into(),
+            version: "1.2.3".into(),
+            environment: "test".into(),
+        };
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(JsonFormat::new(&info))
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf-8");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_carries_the_process_and_request_identity() {
+        let lines = capture(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            let ctx = RequestContext::new("req-1".into(), "corr-1".into());
+            ctx.set_user_id("user-9");
+            runtime.block_on(ctx.scope(async {
+                tracing::info!(video_id = "v-1", size_bytes = 42_u64, "video uploaded");
+            }));
+        });
+        let line = &lines[0];
+        assert_eq!(line["message"], "video uploaded");
+        assert_eq!(line["level"], "info");
+        assert_eq!(line["service"], "video-service");
+        assert_eq!(line["version"], "1.2.3");
+        assert_eq!(line["environment"], "test");
+        assert_eq!(line["request_id"], "req-1");
+        assert_eq!(line["correlation_id"], "corr-1");
+        assert_eq!(line["user_id"], "user-9");
+        assert_eq!(line["video_id"], "v-1");
+        assert_eq!(line["size_bytes"], 42);
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+
+    #[test]
+    fn credentials_are_redacted_at_the_source() {
+        let lines = capture(|| {
+            tracing::warn!(
+                authorization = "Bearer abc.def.ghi",
+                password = "hunter2",
+                refresh_token = %"rt-123",
+                cookie = ?"session=xyz",
+                "login attempt"
+            );
+        });
+        let text = lines[0].to_string();
+        for secret in ["abc.def.ghi", "hunter2", "rt-123", "session=xyz"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(lines[0]["password"], REDACTED);
+        assert_eq!(lines[0]["authorization"], REDACTED);
+    }
 
     #[test]
     fn credentials_are_recognised_by_name() {
