@@ -5,13 +5,11 @@ mod store;
 
 use std::future::Future;
 
-use platform::config::{ConfigError, DatabaseSettings, ServerSettings, Sources};
-use platform::database::Migration;
+use platform::config::{ConfigError, Sources};
+use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
-use platform::service::ServiceSpec;
+use platform::service::{DatabaseServiceSettings, ServiceSpec};
 use proto::engagement::v1::engagement_service_server::EngagementServiceServer;
-use serde::Deserialize;
-use telemetry::TelemetrySettings;
 use tonic::service::Routes;
 
 pub const SERVICE: &str = "engagement-service";
@@ -23,27 +21,10 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("../migrations/0001_video_stats.sql"),
 }];
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub database: DatabaseSettings,
-    pub telemetry: TelemetrySettings,
-}
+pub type Settings = DatabaseServiceSettings;
 
-impl Settings {
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::load_from(&Sources::from_process())
-    }
-
-    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
-        platform::config::load(
-            &[
-                platform::config::SHARED_DEFAULTS,
-                include_str!("../config/default.toml"),
-            ],
-            sources,
-        )
-    }
+pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
+    platform::service::load_settings(include_str!("../config/default.toml"), sources)
 }
 
 /// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
@@ -53,20 +34,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let pool = platform::database::pool(&settings.database)?;
-    let api = grpc::EngagementApi::new(store::Store::new(pool.clone()));
-    let spec = ServiceSpec {
-        name: SERVICE,
-        schema: SCHEMA,
-        migrations: MIGRATIONS,
-        pool,
-        other_dependencies: Vec::new(),
-        shutdown_grace: settings.server.shutdown_grace(),
-    };
-    platform::service::run(
-        spec,
-        listeners,
-        Routes::new(EngagementServiceServer::new(api)),
-        shutdown,
-    )
-    .await
+    let api = grpc::EngagementApi::new(store::Store::new(Db::new(pool.clone())));
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server);
+    let routes = Routes::new(EngagementServiceServer::new(api));
+    platform::service::run(spec, listeners, routes, shutdown).await
 }

@@ -1,7 +1,6 @@
 //! SQL for schema `engagement`.
 
-use platform::database::{DbError, PgPool, db_span};
-use tracing::Instrument;
+use platform::database::{Db, DbError};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,32 +11,30 @@ pub struct VideoStats {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// Counts for a video; zero for a video nobody has watched or liked yet.
     pub async fn video_stats(&self, video_id: Uuid) -> Result<VideoStats, DbError> {
-        async {
-            let conn = self.pool.get().await?;
-            let stmt = conn
-                .prepare_cached(
-                    "SELECT views, likes FROM engagement.video_stats WHERE video_id = $1",
-                )
-                .await?;
-            let row = conn.query_opt(&stmt, &[&video_id]).await?;
-            Ok(
-                row.map_or(VideoStats { views: 0, likes: 0 }, |row| VideoStats {
-                    views: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-                    likes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
-                }),
+        let row = self
+            .db
+            .query_opt(
+                "SELECT",
+                "engagement.video_stats",
+                "SELECT views, likes FROM engagement.video_stats WHERE video_id = $1",
+                &[&video_id],
             )
-        }
-        .instrument(db_span("SELECT", "engagement.video_stats"))
-        .await
+            .await?;
+        Ok(
+            row.map_or(VideoStats { views: 0, likes: 0 }, |row| VideoStats {
+                views: u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+                likes: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            }),
+        )
     }
 }

@@ -39,19 +39,19 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-impl Settings {
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::load_from(&Sources::from_process())
+impl platform::process::ProcessSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
     }
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
 
+impl Settings {
     pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
-        let settings: Self = platform::config::load(
-            &[
-                platform::config::SHARED_DEFAULTS,
-                include_str!("../config/default.toml"),
-            ],
-            sources,
-        )?;
+        let settings: Self =
+            platform::service::load_settings(include_str!("../config/default.toml"), sources)?;
         if settings.http.workers == 0 {
             return Err(ConfigError::invalid("http.workers", "must be at least 1"));
         }

@@ -20,6 +20,12 @@ pub use error::ApiError;
 
 pub const SERVICE: &str = "gateway";
 
+pub fn load_settings(
+    sources: &platform::config::Sources,
+) -> Result<Settings, platform::config::ConfigError> {
+    Settings::load_from(sources)
+}
+
 /// The gateway's two listeners. Tests bind port 0; `main` binds the configured ports.
 pub struct Listeners {
     pub http: std::net::TcpListener,

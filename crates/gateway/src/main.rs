@@ -1,12 +1,15 @@
 use std::process::ExitCode;
 
+use platform::config::Sources;
+use platform::process::ProcessSettings;
+
 fn main() -> ExitCode {
     platform::process::run_main(
         gateway::SERVICE,
-        gateway::Settings::load,
-        |s| &s.telemetry,
+        || gateway::load_settings(&Sources::from_process()),
+        |s| s.telemetry(),
         |settings, shutdown| async move {
-            let listeners = gateway::Listeners::bind(&settings.server)?;
+            let listeners = gateway::Listeners::bind(settings.server())?;
             gateway::run(settings, listeners, shutdown).await
         },
     )

@@ -1,7 +1,6 @@
 //! SQL for schema `payments`.
 
-use platform::database::{DbError, PgPool, db_span};
-use tracing::Instrument;
+use platform::database::{Db, DbError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -14,39 +13,36 @@ pub struct Plan {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     /// Active plans, cheapest first.
     pub async fn active_plans(&self) -> Result<Vec<Plan>, DbError> {
-        async {
-            let conn = self.pool.get().await?;
-            let stmt = conn
-                .prepare_cached(
-                    "SELECT id, name, price_cents, currency, interval
-                     FROM payments.subscription_plans WHERE active
-                     ORDER BY price_cents, id",
-                )
-                .await?;
-            Ok(conn
-                .query(&stmt, &[])
-                .await?
-                .iter()
-                .map(|row| Plan {
-                    id: row.get(0),
-                    name: row.get(1),
-                    price_cents: row.get(2),
-                    currency: row.get(3),
-                    interval: row.get(4),
-                })
-                .collect())
-        }
-        .instrument(db_span("SELECT", "payments.subscription_plans"))
-        .await
+        let rows = self
+            .db
+            .query(
+                "SELECT",
+                "payments.subscription_plans",
+                "SELECT id, name, price_cents, currency, interval
+                 FROM payments.subscription_plans WHERE active
+                 ORDER BY price_cents, id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Plan {
+                id: row.get(0),
+                name: row.get(1),
+                price_cents: row.get(2),
+                currency: row.get(3),
+                interval: row.get(4),
+            })
+            .collect())
     }
 }

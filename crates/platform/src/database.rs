@@ -60,6 +60,70 @@ pub fn db_span(operation: &'static str, table: &'static str) -> tracing::Span {
     )
 }
 
+/// The pool, with every query run as a prepared (cached) statement inside its own
+/// [`db_span`]. Stores use this instead of the pool directly.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+impl Db {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// All rows of `sql`; `operation` and `table` name the span (`SELECT videos.videos`).
+    pub async fn query(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<tokio_postgres::Row>, DbError> {
+        async {
+            let conn = self.pool.get().await?;
+            let stmt = conn.prepare_cached(sql).await?;
+            Ok(conn.query(&stmt, params).await?)
+        }
+        .instrument(db_span(operation, table))
+        .await
+    }
+
+    /// The first row of `sql`, if any.
+    pub async fn query_opt(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<tokio_postgres::Row>, DbError> {
+        Ok(self
+            .query(operation, table, sql, params)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The row `sql` must return (an `INSERT … RETURNING`, say).
+    pub async fn query_one(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<tokio_postgres::Row, DbError> {
+        self.query_opt(operation, table, sql, params)
+            .await?
+            .ok_or(DbError::NoRow)
+    }
+}
+
 /// One schema migration, embedded in the service binary.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -186,6 +250,8 @@ pub enum DbError {
     Pool(#[from] PoolError),
     #[error("database query failed")]
     Query(#[from] tokio_postgres::Error),
+    #[error("the query returned no row where one was certain")]
+    NoRow,
 }
 
 impl DbError {
@@ -193,7 +259,7 @@ impl DbError {
     pub fn sqlstate(&self) -> Option<&tokio_postgres::error::SqlState> {
         match self {
             Self::Query(e) => e.code(),
-            Self::Pool(_) => None,
+            Self::Pool(_) | Self::NoRow => None,
         }
     }
 
@@ -201,7 +267,7 @@ impl DbError {
     pub fn constraint(&self) -> Option<&str> {
         match self {
             Self::Query(e) => e.as_db_error().and_then(|d| d.constraint()),
-            Self::Pool(_) => None,
+            Self::Pool(_) | Self::NoRow => None,
         }
     }
 }
@@ -218,7 +284,7 @@ impl From<DbError> for tonic::Status {
             DbError::Pool(_) => tonic::Status::unavailable(format!(
                 "the database is unavailable; try again (request {request_id})"
             )),
-            DbError::Query(_) => {
+            DbError::Query(_) | DbError::NoRow => {
                 tonic::Status::internal(format!("internal error (request {request_id})"))
             }
         }
@@ -233,6 +299,7 @@ impl DbError {
                 Some(db) => format!("{self}: {}: {}", db.code().code(), db.message()),
                 None => format!("{self}: {e}"),
             },
+            Self::NoRow => self.to_string(),
         }
     }
 }

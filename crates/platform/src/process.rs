@@ -6,7 +6,40 @@ use std::process::ExitCode;
 
 use telemetry::TelemetrySettings;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ServerSettings, Sources};
+use crate::grpc::Listeners;
+
+/// The shutdown signal handed to a process's `run`.
+pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What every process's settings have.
+pub trait ProcessSettings {
+    fn server(&self) -> &ServerSettings;
+    fn telemetry(&self) -> &TelemetrySettings;
+}
+
+/// `main` of a gRPC service: settings from the process's sources, listeners bound on the
+/// configured ports, then [`run_main`].
+pub fn run_grpc_main<S, F, Fut>(
+    service: &'static str,
+    load: impl FnOnce(&Sources) -> Result<S, ConfigError>,
+    run: F,
+) -> ExitCode
+where
+    S: ProcessSettings,
+    F: FnOnce(S, Listeners, Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    run_main(
+        service,
+        || load(&Sources::from_process()),
+        |s| s.telemetry(),
+        |settings, shutdown| async move {
+            let listeners = Listeners::bind(settings.server()).await?;
+            run(settings, listeners, shutdown).await
+        },
+    )
+}
 
 /// Runs a process. `run` gets the settings and the shutdown signal and returns when the
 /// process has drained. Exit codes: 0 after a clean stop, 1 on a runtime failure, 2 on a
@@ -18,7 +51,7 @@ pub fn run_main<S, F, Fut>(
     run: F,
 ) -> ExitCode
 where
-    F: FnOnce(S, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    F: FnOnce(S, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
     let settings = match load() {

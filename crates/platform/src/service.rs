@@ -4,13 +4,44 @@
 use std::future::Future;
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use telemetry::TelemetrySettings;
 use tonic::service::Routes;
 
 use crate::Lifecycle;
 use crate::admin::{AdminServer, HealthState};
+use crate::config::{ConfigError, DatabaseSettings, SHARED_DEFAULTS, ServerSettings, Sources};
 use crate::database::{Migration, PgPool};
 use crate::grpc::Listeners;
 use crate::health::{Checks, Probe};
+use crate::process::ProcessSettings;
+
+/// Loads a service's settings: shared defaults, then the service's own compiled-in
+/// defaults, then `config/<env>.toml`, then the environment.
+pub fn load_settings<T: DeserializeOwned>(
+    service_defaults: &str,
+    sources: &Sources,
+) -> Result<T, ConfigError> {
+    crate::config::load(&[SHARED_DEFAULTS, service_defaults], sources)
+}
+
+/// Settings of a service whose only dependency is its database.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseServiceSettings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+impl ProcessSettings for DatabaseServiceSettings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
 
 /// What differs between services.
 pub struct ServiceSpec {
@@ -23,6 +54,31 @@ pub struct ServiceSpec {
     /// probed, and is the one readiness depends on).
     pub other_dependencies: Vec<(String, Probe)>,
     pub shutdown_grace: Duration,
+}
+
+impl ServiceSpec {
+    pub fn new(
+        name: &'static str,
+        schema: &'static str,
+        migrations: &'static [Migration],
+        pool: PgPool,
+        server: &ServerSettings,
+    ) -> Self {
+        Self {
+            name,
+            schema,
+            migrations,
+            pool,
+            other_dependencies: Vec::new(),
+            shutdown_grace: server.shutdown_grace(),
+        }
+    }
+
+    /// Another dependency `/health/detailed` probes.
+    pub fn with_dependency(mut self, name: &str, probe: Probe) -> Self {
+        self.other_dependencies.push((name.to_owned(), probe));
+        self
+    }
 }
 
 /// Runs the service with `routes` (its gRPC services; `grpc.health.v1.Health` is added

@@ -78,6 +78,37 @@ struct Completion {
 }
 
 impl Completion {
+    fn pending(
+        side: Side,
+        service: String,
+        method: String,
+        start: Instant,
+        span: tracing::Span,
+    ) -> Self {
+        Self {
+            side,
+            service,
+            method,
+            start,
+            span,
+            header_code: None,
+        }
+    }
+
+    /// Wraps the response body so the call completes when the body does. A status already
+    /// in the headers (a trailers-only error response) is remembered.
+    fn attach<B>(mut self, response: http::Response<B>) -> http::Response<ObservedBody<B>> {
+        let (parts, body) = response.into_parts();
+        self.header_code = header_code(&parts.headers);
+        http::Response::from_parts(
+            parts,
+            ObservedBody {
+                inner: body,
+                completion: Some(self),
+            },
+        )
+    }
+
     fn finish(self, code: tonic::Code) {
         let elapsed = self.start.elapsed().as_secs_f64();
         let code_label = m::grpc_code_label(code);
@@ -254,22 +285,7 @@ where
         let fut = ctx.scope(inner.call(req)).instrument(span.clone());
         Box::pin(async move {
             let response = fut.await?;
-            let (parts, body) = response.into_parts();
-            let completion = Completion {
-                side: Side::Server,
-                service,
-                method,
-                start,
-                span,
-                header_code: header_code(&parts.headers),
-            };
-            Ok(http::Response::from_parts(
-                parts,
-                ObservedBody {
-                    inner: body,
-                    completion: Some(completion),
-                },
-            ))
+            Ok(Completion::pending(Side::Server, service, method, start, span).attach(response))
         })
     }
 }
@@ -352,34 +368,12 @@ where
                 Err(e) => {
                     // Transport failure: the peer never answered.
                     span.record("error.message", tracing::field::display(&e));
-                    Completion {
-                        side: Side::Client,
-                        service,
-                        method,
-                        start,
-                        span,
-                        header_code: None,
-                    }
-                    .finish(tonic::Code::Unavailable);
+                    Completion::pending(Side::Client, service, method, start, span)
+                        .finish(tonic::Code::Unavailable);
                     return Err(e);
                 }
             };
-            let (parts, body) = response.into_parts();
-            let completion = Completion {
-                side: Side::Client,
-                service,
-                method,
-                start,
-                span,
-                header_code: header_code(&parts.headers),
-            };
-            Ok(http::Response::from_parts(
-                parts,
-                ObservedBody {
-                    inner: body,
-                    completion: Some(completion),
-                },
-            ))
+            Ok(Completion::pending(Side::Client, service, method, start, span).attach(response))
         })
     }
 }

@@ -183,7 +183,7 @@ impl TestApp {
         let mut running = HashMap::new();
         macro_rules! start {
             ($name:expr, $krate:ident, $listeners:expr, $api:expr, $admin:expr) => {{
-                let settings = $krate::Settings::load_from(&sources).expect("valid test settings");
+                let settings = $krate::load_settings(&sources).expect("valid test settings");
                 let (tx, rx) = oneshot::channel::<()>();
                 let task = tokio::spawn($krate::run(settings, $listeners, async move {
                     let _ = rx.await;

@@ -1,13 +1,7 @@
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    platform::process::run_main(
+fn main() -> std::process::ExitCode {
+    platform::process::run_grpc_main(
         user_service::SERVICE,
-        user_service::Settings::load,
-        |s| &s.telemetry,
-        |settings, shutdown| async move {
-            let listeners = platform::grpc::Listeners::bind(&settings.server).await?;
-            user_service::run(settings, listeners, shutdown).await
-        },
+        user_service::load_settings,
+        user_service::run,
     )
 }

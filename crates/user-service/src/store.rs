@@ -1,10 +1,9 @@
 //! SQL for schema `users`.
 
 use chrono::{DateTime, Utc};
-use platform::database::{DbError, PgPool, db_span};
+use platform::database::{Db, DbError};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{DisplayName, Email, Username};
@@ -39,12 +38,12 @@ pub enum CreateError {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     pub async fn create_user(
@@ -53,31 +52,23 @@ impl Store {
         username: &Username,
         display_name: &DisplayName,
     ) -> Result<User, CreateError> {
-        let result = async {
-            let conn = self.pool.get().await?;
-            let stmt = conn
-                .prepare_cached(
-                    "INSERT INTO users.users (id, email, username, display_name)
-                     VALUES ($1, $2, $3, $4)
-                     RETURNING id, email, username, display_name, created_at",
-                )
-                .await?;
-            let row = conn
-                .query_one(
-                    &stmt,
-                    &[
-                        &Uuid::now_v7(),
-                        &email.as_str(),
-                        &username.as_str(),
-                        &display_name.as_str(),
-                    ],
-                )
-                .await?;
-            Ok::<_, DbError>(user(&row))
-        }
-        .instrument(db_span("INSERT", "users.users"))
-        .await;
-        result.map_err(|e| {
+        let result = self
+            .db
+            .query_one(
+                "INSERT",
+                "users.users",
+                "INSERT INTO users.users (id, email, username, display_name)
+                 VALUES ($1, $2, $3, $4)
+                 RETURNING id, email, username, display_name, created_at",
+                &[
+                    &Uuid::now_v7(),
+                    &email.as_str(),
+                    &username.as_str(),
+                    &display_name.as_str(),
+                ],
+            )
+            .await;
+        result.map(|row| user(&row)).map_err(|e| {
             if e.sqlstate() == Some(&SqlState::UNIQUE_VIOLATION) {
                 match e.constraint() {
                     Some("users_username_key") => CreateError::Taken("username"),
@@ -90,17 +81,16 @@ impl Store {
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, DbError> {
-        async {
-            let conn = self.pool.get().await?;
-            let stmt = conn
-                .prepare_cached(
-                    "SELECT id, email, username, display_name, created_at
-                     FROM users.users WHERE id = $1",
-                )
-                .await?;
-            Ok(conn.query_opt(&stmt, &[&id]).await?.as_ref().map(user))
-        }
-        .instrument(db_span("SELECT", "users.users"))
-        .await
+        let row = self
+            .db
+            .query_opt(
+                "SELECT",
+                "users.users",
+                "SELECT id, email, username, display_name, created_at
+                 FROM users.users WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(user))
     }
 }

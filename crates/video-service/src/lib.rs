@@ -8,9 +8,10 @@ mod store;
 use std::future::Future;
 
 use platform::config::{ConfigError, DatabaseSettings, S3Settings, ServerSettings, Sources};
-use platform::database::Migration;
+use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
 use platform::health::Probe;
+use platform::process::ProcessSettings;
 use platform::service::ServiceSpec;
 use proto::video::v1::video_service_server::VideoServiceServer;
 use serde::Deserialize;
@@ -43,20 +44,17 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-impl Settings {
-    pub fn load() -> Result<Self, ConfigError> {
-        Self::load_from(&Sources::from_process())
+impl ProcessSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
     }
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
 
-    pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
-        platform::config::load(
-            &[
-                platform::config::SHARED_DEFAULTS,
-                include_str!("../config/default.toml"),
-            ],
-            sources,
-        )
-    }
+pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
+    platform::service::load_settings(include_str!("../config/default.toml"), sources)
 }
 
 /// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
@@ -81,24 +79,16 @@ pub async fn run(
         }
     });
 
-    let api = grpc::VideoApi::new(store::Store::new(pool.clone()), engagement);
-    let spec = ServiceSpec {
-        name: SERVICE,
-        schema: SCHEMA,
-        migrations: MIGRATIONS,
-        pool,
-        other_dependencies: vec![
-            (
-                "s3".into(),
-                Probe::S3 {
-                    client: s3,
-                    bucket: settings.s3.bucket.clone(),
-                },
-            ),
-            ("engagement-service".into(), Probe::Grpc(engagement_health)),
-        ],
-        shutdown_grace: settings.server.shutdown_grace(),
-    };
+    let api = grpc::VideoApi::new(store::Store::new(Db::new(pool.clone())), engagement);
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server)
+        .with_dependency(
+            "s3",
+            Probe::S3 {
+                client: s3,
+                bucket: settings.s3.bucket.clone(),
+            },
+        )
+        .with_dependency("engagement-service", Probe::Grpc(engagement_health));
     platform::service::run(
         spec,
         listeners,

@@ -1,9 +1,8 @@
 //! SQL for schema `videos`.
 
 use chrono::{DateTime, Utc};
-use platform::database::{DbError, PgPool, db_span};
+use platform::database::{Db, DbError};
 use tokio_postgres::Row;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::pagination::{Cursor, PageSize};
@@ -38,26 +37,21 @@ fn video(row: &Row) -> Video {
 
 #[derive(Clone)]
 pub struct Store {
-    pool: PgPool,
+    db: Db,
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(db: Db) -> Self {
+        Self { db }
     }
 
     pub async fn video(&self, id: Uuid) -> Result<Option<Video>, DbError> {
-        async {
-            let conn = self.pool.get().await?;
-            let stmt = conn
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM videos.videos WHERE id = $1"
-                ))
-                .await?;
-            Ok(conn.query_opt(&stmt, &[&id]).await?.as_ref().map(video))
-        }
-        .instrument(db_span("SELECT", "videos.videos"))
-        .await
+        let sql = format!("SELECT {COLUMNS} FROM videos.videos WHERE id = $1");
+        let row = self
+            .db
+            .query_opt("SELECT", "videos.videos", &sql, &[&id])
+            .await?;
+        Ok(row.as_ref().map(video))
     }
 
     /// One page of published videos, newest first, after `cursor`; and the cursor of the
@@ -68,33 +62,33 @@ impl Store {
         cursor: Option<Cursor>,
     ) -> Result<(Vec<Video>, Option<Cursor>), DbError> {
         let limit = i64::from(size.get()) + 1;
-        let mut videos = async {
-            let conn = self.pool.get().await?;
-            let rows = match cursor {
-                None => {
-                    let stmt = conn
-                        .prepare_cached(&format!(
-                            "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
-                             ORDER BY created_at DESC, id DESC LIMIT $1"
-                        ))
-                        .await?;
-                    conn.query(&stmt, &[&limit]).await?
-                }
-                Some(c) => {
-                    let stmt = conn
-                        .prepare_cached(&format!(
-                            "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
-                             AND (created_at, id) < ($1, $2)
-                             ORDER BY created_at DESC, id DESC LIMIT $3"
-                        ))
-                        .await?;
-                    conn.query(&stmt, &[&c.created_at, &c.id, &limit]).await?
-                }
-            };
-            Ok::<_, DbError>(rows.iter().map(video).collect::<Vec<_>>())
-        }
-        .instrument(db_span("SELECT", "videos.videos"))
-        .await?;
+        let rows = match cursor {
+            None => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                     ORDER BY created_at DESC, id DESC LIMIT $1"
+                );
+                self.db
+                    .query("SELECT", "videos.videos", &sql, &[&limit])
+                    .await?
+            }
+            Some(c) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                     AND (created_at, id) < ($1, $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                );
+                self.db
+                    .query(
+                        "SELECT",
+                        "videos.videos",
+                        &sql,
+                        &[&c.created_at, &c.id, &limit],
+                    )
+                    .await?
+            }
+        };
+        let mut videos: Vec<Video> = rows.iter().map(video).collect();
         let next = if videos.len() > size.get() as usize {
             videos.truncate(size.get() as usize);
             videos.last().map(|v| Cursor {
