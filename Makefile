@@ -12,8 +12,12 @@ run: ## build and start the whole stack locally (Ctrl-C stops it)
 
 test: deps unit smoke ## run every test: workspace tests, then the real stack end to end
 
-unit: ## cargo tests (real Postgres, Redis and s3s-fs; no mocks)
-	$(CARGO) test --workspace --no-fail-fast
+unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one process per test
+	@if command -v cargo-nextest >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace; \
+	else \
+		$(CARGO) test --workspace --all-targets --no-fail-fast; \
+	fi
 
 smoke: ## start the real binaries as `make run` does and check them from outside
 	scripts/smoke-run.sh
