@@ -100,7 +100,7 @@ pub async fn run(
     let clients = web::Data::new(Clients::new(&settings.services)?);
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;
-    let admin = AdminServer::start(listeners.admin, health)?;
+    let admin = AdminServer::start(listeners.admin, health, None)?;
 
     let server = HttpServer::new(move || {
         App::new()

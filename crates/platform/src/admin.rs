@@ -13,6 +13,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
 
+use crate::faults::{Fault, Faults};
 use crate::health::{Checks, DetailedReport, unix_now};
 use crate::lifecycle::{Lifecycle, Phase};
 
@@ -87,6 +88,59 @@ async fn metrics() -> HttpResponse {
         .body(telemetry::metrics::render())
 }
 
+/// `GET /admin/faults`, `PUT /admin/faults/{rpc}` (a JSON [`Fault`]),
+/// `DELETE /admin/faults/{rpc}`.
+fn fault_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/faults", web::get().to(list_faults))
+        .route("/admin/faults/{rpc}", web::put().to(set_fault))
+        .route("/admin/faults/{rpc}", web::delete().to(clear_fault));
+}
+
+fn admin_error(status: actix_web::http::StatusCode, code: &str, message: String) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": { "code": code, "message": message } }))
+}
+
+async fn list_faults(faults: web::Data<Faults>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "faults": faults.list() }))
+}
+
+async fn set_fault(
+    faults: web::Data<Faults>,
+    rpc: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    let fault: Fault = match serde_json::from_slice(&body) {
+        Ok(fault) => fault,
+        Err(e) => {
+            return admin_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                format!(
+                    "expected {{\"kind\": \"error\", \"code\", \"ratio\"}} or \
+                     {{\"kind\": \"latency\", \"delay_ms\", \"ratio\"}}: {e}"
+                ),
+            );
+        }
+    };
+    match faults.set(&rpc, fault.clone()) {
+        Ok(()) => HttpResponse::Ok().json(json!({ "rpc": rpc.as_str(), "fault": fault })),
+        Err(message) => admin_error(StatusCode::BAD_REQUEST, "invalid_argument", message),
+    }
+}
+
+async fn clear_fault(faults: web::Data<Faults>, rpc: web::Path<String>) -> HttpResponse {
+    if faults.clear(&rpc) {
+        HttpResponse::NoContent().finish()
+    } else {
+        admin_error(
+            actix_web::http::StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no fault is active on {rpc}"),
+        )
+    }
+}
+
 /// A running admin server.
 pub struct AdminServer {
     handle: ServerHandle,
@@ -94,14 +148,24 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Serves the admin routes on `listener` until [`AdminServer::stop`].
-    pub fn start(listener: TcpListener, state: HealthState) -> std::io::Result<Self> {
+    /// Serves the admin routes on `listener` until [`AdminServer::stop`]; with `faults`,
+    /// also the fault injection routes.
+    pub fn start(
+        listener: TcpListener,
+        state: HealthState,
+        faults: Option<Faults>,
+    ) -> std::io::Result<Self> {
         let data = web::Data::new(state);
+        let faults = faults.map(web::Data::new);
         let server: Server = HttpServer::new(move || {
-            App::new()
+            let app = App::new()
                 .app_data(data.clone())
                 .configure(health_routes)
-                .route("/metrics", web::get().to(metrics))
+                .route("/metrics", web::get().to(metrics));
+            match &faults {
+                Some(faults) => app.app_data(faults.clone()).configure(fault_routes),
+                None => app,
+            }
         })
         .listen(listener)?
         .workers(1)

@@ -224,7 +224,8 @@ pub async fn ping(pool: &Pool) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         Ok(())
     }
-    .instrument(db_span("SELECT", "1"))
+    // Debug level: probes run every few seconds and would each become a trace of their own.
+    .instrument(tracing::debug_span!("db.ping"))
     .await
 }
 
@@ -239,6 +240,8 @@ pub fn spawn_pool_gauge(pool: Pool, service: &'static str) {
             let in_use = status.size.saturating_sub(status.available);
             metrics::gauge!(telemetry::metrics::DATABASE_CONNECTIONS_ACTIVE, "service" => service)
                 .set(in_use as f64);
+            metrics::gauge!(telemetry::metrics::DATABASE_CONNECTIONS_MAX, "service" => service)
+                .set(status.max_size as f64);
         }
     });
 }

@@ -13,6 +13,7 @@ use tower::Layer as _;
 use tower::layer::util::{Identity, Stack};
 
 use crate::config::{ConfigError, ServerSettings};
+use crate::faults::{FaultLayer, Faults};
 use crate::lifecycle::Lifecycle;
 
 /// A gRPC service's two listeners. Tests bind port 0; `main` binds the configured ports.
@@ -29,9 +30,12 @@ impl Listeners {
     }
 }
 
-/// `Server::builder()` with the telemetry layer every service uses.
-pub fn server() -> Server<Stack<GrpcServerLayer, Identity>> {
-    Server::builder().layer(GrpcServerLayer)
+/// `Server::builder()` with the layers every service uses. Order matters: telemetry is
+/// outermost so injected faults are measured and traced like real failures.
+pub fn server(faults: Faults) -> Server<Stack<FaultLayer, Stack<GrpcServerLayer, Identity>>> {
+    Server::builder()
+        .layer(GrpcServerLayer)
+        .layer(FaultLayer::new(faults))
 }
 
 /// Serves until `shutdown` resolves, then: readiness and gRPC health turn NOT_SERVING, the

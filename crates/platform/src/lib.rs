@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod database;
+pub mod faults;
 pub mod grpc;
 pub mod health;
 pub mod lifecycle;

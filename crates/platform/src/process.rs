@@ -1,8 +1,13 @@
 //! What every `main` does, written once: load settings, start telemetry, run until
-//! SIGTERM/SIGINT, flush telemetry, exit with a meaningful code.
+//! SIGTERM/SIGINT, flush telemetry, exit with a meaningful code. `<binary> healthcheck`
+//! asks the running process's admin port whether it is ready (for container healthchecks,
+//! where no curl is installed).
 
 use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use telemetry::TelemetrySettings;
 
@@ -30,15 +35,10 @@ where
     F: FnOnce(S, Listeners, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    run_main(
-        service,
-        || load(&Sources::from_process()),
-        |s| s.telemetry(),
-        |settings, shutdown| async move {
-            let listeners = Listeners::bind(settings.server()).await?;
-            run(settings, listeners, shutdown).await
-        },
-    )
+    run_main(service, load, |settings, shutdown| async move {
+        let listeners = Listeners::bind(settings.server()).await?;
+        run(settings, listeners, shutdown).await
+    })
 }
 
 /// Runs a process. `run` gets the settings and the shutdown signal and returns when the
@@ -46,21 +46,24 @@ where
 /// configuration error (the message names the key).
 pub fn run_main<S, F, Fut>(
     service: &'static str,
-    load: impl FnOnce() -> Result<S, ConfigError>,
-    telemetry_of: impl FnOnce(&S) -> &TelemetrySettings,
+    load: impl FnOnce(&Sources) -> Result<S, ConfigError>,
     run: F,
 ) -> ExitCode
 where
+    S: ProcessSettings,
     F: FnOnce(S, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let settings = match load() {
+    let settings = match load(&Sources::from_process()) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("{service}: {e}");
             return ExitCode::from(2);
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck(service, settings.server());
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,14 +75,23 @@ where
         }
     };
     runtime.block_on(async move {
-        let guard = match telemetry::init(service, telemetry_of(&settings)) {
+        let guard = match telemetry::init(service, settings.telemetry()) {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("{service}: {e}");
                 return ExitCode::from(2);
             }
         };
-        let code = match run(settings, Box::pin(shutdown_signal())).await {
+        // Handlers are installed now, before start-up work (migrations) begins, so a
+        // SIGTERM during start-up is a clean stop too, not the default kill.
+        let shutdown = match shutdown_signal() {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install signal handlers");
+                return ExitCode::FAILURE;
+            }
+        };
+        let code = match run(settings, shutdown).await {
             Ok(()) => {
                 tracing::info!("stopped cleanly");
                 ExitCode::SUCCESS
@@ -95,26 +107,51 @@ where
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "shutdown requested"),
-                    _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C) after this call.
+pub fn shutdown_signal() -> std::io::Result<Shutdown> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(Box::pin(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+        }
+    }))
+}
+
+/// `GET /health/readiness` on the admin port over loopback: exit 0 when ready, 1 when not
+/// ready or not answering. Plain HTTP/1.0 on a socket, so images need no curl.
+fn healthcheck(service: &str, server: &ServerSettings) -> ExitCode {
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.admin_port));
+    match readiness_status(addr) {
+        Ok(200) => {
+            println!("{service}: ready");
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            println!("{service}: not ready (readiness answered {status})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            println!("{service}: not ready (admin port {addr}: {e})");
+            ExitCode::FAILURE
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+}
+
+fn readiness_status(addr: SocketAddr) -> std::io::Result<u16> {
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /health/readiness HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head)?;
+    // "HTTP/1.1 200 OK"
+    std::str::from_utf8(&head[..n])
+        .ok()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
 }

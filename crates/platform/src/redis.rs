@@ -53,13 +53,7 @@ impl InitBackground for RedisClient {
 
 /// `PING`: the readiness and `/health/detailed` probe.
 pub async fn ping(client: &RedisClient) -> Result<(), String> {
-    let span = tracing::info_span!(
-        "redis.ping",
-        otel.name = "PING",
-        otel.kind = "client",
-        db.system = "redis",
-        db.operation.name = "PING"
-    );
+    let span = tracing::debug_span!("redis.ping");
     client
         .ping::<String>(None)
         .instrument(span)

@@ -65,7 +65,8 @@ pub async fn head_bucket(client: &S3Client, bucket: &str) -> Result<(), String> 
         .head_bucket()
         .bucket(bucket)
         .send()
-        .instrument(s3_span("HeadBucket", bucket))
+        // Debug level: this is the health probe, run every few seconds.
+        .instrument(tracing::debug_span!("s3.head_bucket", bucket))
         .await
         .map(|_| ())
         .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())

@@ -13,6 +13,7 @@ use crate::Lifecycle;
 use crate::admin::{AdminServer, HealthState};
 use crate::config::{ConfigError, DatabaseSettings, SHARED_DEFAULTS, ServerSettings, Sources};
 use crate::database::{Migration, PgPool};
+use crate::faults::Faults;
 use crate::grpc::Listeners;
 use crate::health::{Checks, Probe};
 use crate::process::ProcessSettings;
@@ -92,6 +93,7 @@ pub async fn run(
     telemetry::metrics::record_build_info(spec.name);
     crate::database::spawn_pool_gauge(spec.pool.clone(), spec.name);
     let lifecycle = Lifecycle::new();
+    let faults = Faults::new(spec.name);
     let database = ("database".to_owned(), Probe::Postgres(spec.pool.clone()));
     let mut everything = vec![database.clone()];
     everything.extend(spec.other_dependencies);
@@ -103,6 +105,7 @@ pub async fn run(
             readiness: Checks::new(vec![database]),
             detailed: Checks::new(everything),
         },
+        Some(faults.clone()),
     )?;
 
     if let Err(e) = crate::database::migrate(&spec.pool, spec.schema, spec.migrations).await {
@@ -121,7 +124,7 @@ pub async fn run(
         spec.shutdown_grace,
         shutdown,
         move |incoming, drain| {
-            crate::grpc::server()
+            crate::grpc::server(faults)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, drain)
         },

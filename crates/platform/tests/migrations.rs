@@ -5,7 +5,10 @@ use platform::config::DatabaseSettings;
 use platform::database::{Migration, migrate, pool};
 use tokio_postgres::NoTls;
 
-const ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+fn admin_url() -> String {
+    std::env::var("SOCIALFLOW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
 
 struct Database {
     name: String,
@@ -14,7 +17,7 @@ struct Database {
 impl Database {
     async fn create() -> (Self, Pool) {
         let name = format!("sf_platform_{}", uuid::Uuid::new_v4().simple());
-        let (client, conn) = tokio_postgres::connect(ADMIN, NoTls)
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
             .await
             .expect("postgres");
         tokio::spawn(conn);
@@ -23,7 +26,11 @@ impl Database {
             .await
             .expect("create");
         let settings = DatabaseSettings {
-            url: format!("postgres://postgres@127.0.0.1:5432/{name}").into(),
+            url: format!(
+                "{}/{name}",
+                admin_url().rsplit_once('/').map_or("", |(base, _)| base)
+            )
+            .into(),
             max_connections: 4,
             acquire_timeout_ms: 5000,
             connect_timeout_ms: 5000,
@@ -33,7 +40,7 @@ impl Database {
     }
 
     async fn drop(self) {
-        let (client, conn) = tokio_postgres::connect(ADMIN, NoTls)
+        let (client, conn) = tokio_postgres::connect(&admin_url(), NoTls)
             .await
             .expect("postgres");
         tokio::spawn(conn);

@@ -108,7 +108,9 @@ where
 
         let ctx = RequestContext::new(request_id.clone(), correlation_id.clone());
         req.extensions_mut().insert(ctx.clone());
-        metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
+        // Decrements when the request ends, however it ends (a client that disconnects
+        // makes actix drop this future before it completes).
+        let in_flight = InFlight::start();
 
         let fut = {
             let _entered = span.enter();
@@ -168,7 +170,7 @@ where
                             "request completed"
                         );
                     }
-                    metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
+                    drop(in_flight);
 
                     result.map(|mut res| {
                         let headers = res.headers_mut();
@@ -186,6 +188,22 @@ where
                 .instrument(span),
             ),
         )
+    }
+}
+
+/// One request counted in `active_connections` while this value lives.
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
     }
 }
 

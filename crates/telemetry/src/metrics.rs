@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::ServiceInfo;
 
-// HTTP (gateway and admin ports). Labels: method, endpoint (route template), status_code.
+// HTTP (the gateway's public port). Labels: method, endpoint (route template), status_code.
 pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 pub const HTTP_REQUEST_SIZE_BYTES: &str = "http_request_size_bytes";
@@ -23,8 +23,12 @@ pub const ERRORS_TOTAL: &str = "errors_total";
 pub const ACTIVE_CONNECTIONS: &str = "active_connections";
 /// Label: service.
 pub const DATABASE_CONNECTIONS_ACTIVE: &str = "database_connections_active";
+/// Label: service. The pool's size: saturation is active / max.
+pub const DATABASE_CONNECTIONS_MAX: &str = "database_connections_max";
 /// Label: service.
 pub const REDIS_CONNECTIONS_ACTIVE: &str = "redis_connections_active";
+/// Labels: service, rpc, kind. 1 while a drill fault is on (see platform::faults).
+pub const FAULT_INJECTION_ACTIVE: &str = "fault_injection_active";
 
 // gRPC. Labels: grpc_service, grpc_method, grpc_code.
 pub const GRPC_SERVER_HANDLED_TOTAL: &str = "grpc_server_handled_total";
@@ -186,8 +190,16 @@ fn describe() {
         "Postgres connections checked out of the pool."
     );
     describe_gauge!(
+        DATABASE_CONNECTIONS_MAX,
+        "Size of the Postgres connection pool."
+    );
+    describe_gauge!(
         REDIS_CONNECTIONS_ACTIVE,
         "Redis connections currently established."
+    );
+    describe_gauge!(
+        FAULT_INJECTION_ACTIVE,
+        "1 while an injected fault is active on an RPC (drills only)."
     );
     describe_counter!(
         GRPC_SERVER_HANDLED_TOTAL,

@@ -53,7 +53,7 @@ impl From<VideoStats> for StatsJson {
 struct VideoWithStats {
     #[serde(flatten)]
     video: VideoJson,
-    /// Absent when the counts could not be fetched.
+    /// `null` when the counts could not be fetched.
     stats: Option<StatsJson>,
 }
 
@@ -80,7 +80,7 @@ pub async fn list_videos(
     let limit = match params.limit.as_deref() {
         None => 0,
         Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
+            Ok(n) if (1..=100).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_request(format!(
                     "limit must be an integer from 1 to 100, got `{raw}`"
@@ -96,7 +96,14 @@ pub async fn list_videos(
             page_token: params.cursor.unwrap_or_default(),
         })
         .await
-        .map_err(|s| ApiError::from_status("video-service", &s))?
+        .map_err(|s| {
+            // The service speaks of page_token; clients of this API know it as cursor.
+            if s.code() == tonic::Code::InvalidArgument && s.message().contains("page_token") {
+                ApiError::bad_request("cursor is not one this API issued")
+            } else {
+                ApiError::from_status("video-service", &s)
+            }
+        })?
         .into_inner();
     Ok(HttpResponse::Ok().json(VideoPage {
         videos: reply.videos.into_iter().map(VideoJson::from).collect(),

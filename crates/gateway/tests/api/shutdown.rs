@@ -143,3 +143,28 @@ async fn a_bad_setting_fails_start_with_one_line_naming_the_key() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("server.port"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_healthcheck_subcommand_exits_0_when_ready_and_1_when_nothing_answers() {
+    let app = TestApp::spawn().await;
+    let ready_port = app
+        .admin_url(ServiceName::Video)
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .to_owned();
+    for (port, expected) in [(ready_port, 0), (free_port().to_string(), 1)] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("healthcheck")
+            .env("SOCIALFLOW__SERVER__ADMIN_PORT", &port)
+            .output()
+            .await
+            .expect("healthcheck runs");
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "port {port}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}

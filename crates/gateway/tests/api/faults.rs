@@ -1,0 +1,151 @@
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use testkit::{ServiceName, TestApp};
+
+async fn put_fault(app: &TestApp, name: ServiceName, rpc: &str, fault: Value) -> reqwest::Response {
+    app.http
+        .put(format!("{}/admin/faults/{rpc}", app.admin_url(name)))
+        .json(&fault)
+        .send()
+        .await
+        .expect("admin answers")
+}
+
+async fn metrics_text(app: &TestApp, name: ServiceName) -> String {
+    app.admin_get(name, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_error_fails_the_rpc_is_measured_and_is_turned_off_again() {
+    let app = TestApp::spawn().await;
+    let id = app.insert_video("Drill", "published").await;
+
+    let on = put_fault(
+        &app,
+        ServiceName::Video,
+        "GetVideo",
+        json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 1.0 }),
+    )
+    .await;
+    assert_eq!(on.status(), 200);
+    let listed: Value = app
+        .admin_get(ServiceName::Video, "/admin/faults")
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["faults"]["GetVideo"]["kind"], "error");
+
+    let failed = app.get(&format!("/api/v1/videos/{id}")).await;
+    assert_eq!(failed.status(), 503);
+    let body: Value = failed.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "unavailable");
+    // Other RPCs of the service are untouched.
+    assert_eq!(app.get("/api/v1/videos").await.status(), 200);
+
+    let text = metrics_text(&app, ServiceName::Video).await;
+    assert!(
+        text.contains(
+            r#"fault_injection_active{service="video-service",rpc="GetVideo",kind="error"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"grpc_server_handled_total{grpc_service="socialflow.video.v1.VideoService",grpc_method="GetVideo",grpc_code="Unavailable"} 1"#));
+    assert!(text.contains(
+        r#"http_requests_total{method="GET",endpoint="/api/v1/videos/{id}",status_code="503"} 1"#
+    ));
+
+    let off = app
+        .http
+        .delete(format!(
+            "{}/admin/faults/GetVideo",
+            app.admin_url(ServiceName::Video)
+        ))
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(off.status(), 204);
+    assert_eq!(app.get(&format!("/api/v1/videos/{id}")).await.status(), 200);
+    let text = metrics_text(&app, ServiceName::Video).await;
+    assert!(text.contains(
+        r#"fault_injection_active{service="video-service",rpc="GetVideo",kind="error"} 0"#
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_latency_slows_the_rpc_down() {
+    let app = TestApp::spawn().await;
+    let on = put_fault(
+        &app,
+        ServiceName::Payments,
+        "ListPlans",
+        json!({ "kind": "latency", "delay_ms": 600, "ratio": 1.0 }),
+    )
+    .await;
+    assert_eq!(on.status(), 200);
+    let started = Instant::now();
+    assert_eq!(app.get("/api/v1/subscriptions/plans").await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_faults_are_refused_and_faults_are_not_reachable_through_the_gateway() {
+    let app = TestApp::spawn().await;
+    for (rpc, fault, needle) in [
+        (
+            "GetVideo",
+            json!({ "kind": "error", "code": "OK", "ratio": 1.0 }),
+            "code",
+        ),
+        (
+            "GetVideo",
+            json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 2.0 }),
+            "ratio",
+        ),
+        (
+            "GetVideo",
+            json!({ "kind": "latency", "delay_ms": 0, "ratio": 1.0 }),
+            "delay_ms",
+        ),
+        ("GetVideo", json!({ "kind": "explode" }), "kind"),
+        (
+            "Get-Video",
+            json!({ "kind": "error", "code": "INTERNAL", "ratio": 1.0 }),
+            "rpc",
+        ),
+    ] {
+        let response = put_fault(&app, ServiceName::Video, rpc, fault).await;
+        assert_eq!(response.status(), 400);
+        let body: Value = response.json().await.expect("json");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .expect("message")
+                .contains(needle),
+            "{body}"
+        );
+    }
+    let gone = app
+        .http
+        .delete(format!(
+            "{}/admin/faults/GetVideo",
+            app.admin_url(ServiceName::Video)
+        ))
+        .send()
+        .await
+        .expect("admin answers");
+    assert_eq!(gone.status(), 404);
+    // Not on the public port, and the gateway has no RPCs to break.
+    assert_eq!(app.get("/admin/faults").await.status(), 404);
+    assert_eq!(
+        app.admin_get(ServiceName::Gateway, "/admin/faults")
+            .await
+            .status(),
+        404
+    );
+}
