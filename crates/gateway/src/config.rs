@@ -1,5 +1,5 @@
 use platform::config::{
-    ConfigError, DatabaseSettings, RedisSettings, S3Settings, ServerSettings, Sources,
+    AuthSettings, ConfigError, DatabaseSettings, RedisSettings, S3Settings, ServerSettings, Sources,
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -28,6 +28,40 @@ pub struct HttpSettings {
     pub workers: usize,
 }
 
+/// One rate: `per_minute` sustained, up to `burst` at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per minute, sustained.
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+}
+
+/// Rate limits by kind of request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Let requests through when Redis is unreachable (logged), rather than answer 503.
+    pub fail_open: bool,
+    /// `POST /api/v1/auth/login`, per client address.
+    pub login: Rate,
+    /// `POST /api/v1/auth/register`, per client address.
+    pub register: Rate,
+    /// Other API requests without a valid access token, per client address.
+    pub anonymous: Rate,
+    /// API requests with a valid access token, per user.
+    pub authenticated: Rate,
+}
+
+/// Daily and monthly active users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivitySettings {
+    /// How often the gauges are recomputed, in seconds.
+    pub refresh_secs: u64,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -36,6 +70,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: S3Settings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub activity: ActivitySettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -52,6 +89,29 @@ impl Settings {
     pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
         let settings: Self =
             platform::service::load_settings(include_str!("../config/default.toml"), sources)?;
+        settings.auth.validate(&settings.telemetry.environment)?;
+        for (key, rate) in [
+            ("rate_limit.login", settings.rate_limit.login),
+            ("rate_limit.register", settings.rate_limit.register),
+            ("rate_limit.anonymous", settings.rate_limit.anonymous),
+            (
+                "rate_limit.authenticated",
+                settings.rate_limit.authenticated,
+            ),
+        ] {
+            if rate.per_minute == 0 || rate.burst == 0 {
+                return Err(ConfigError::invalid(
+                    key,
+                    "per_minute and burst must be at least 1",
+                ));
+            }
+        }
+        if settings.activity.refresh_secs == 0 {
+            return Err(ConfigError::invalid(
+                "activity.refresh_secs",
+                "must be at least 1",
+            ));
+        }
         if settings.http.workers == 0 {
             return Err(ConfigError::invalid("http.workers", "must be at least 1"));
         }

@@ -14,6 +14,8 @@ pub struct ApiError {
     /// Stable, machine-readable: clients switch on it; it is also the `error_type` label.
     code: &'static str,
     message: String,
+    /// Seconds, for `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -31,6 +34,25 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests; retry in {retry_after_secs} s"),
+            )
+        }
     }
 
     /// An answer from `service` that the client can act on, or a generic one when the
@@ -110,6 +132,18 @@ impl ResponseError for ApiError {
             }
         }));
         response.extensions_mut().insert(ErrorKind(self.code));
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after
+            && let Ok(value) = actix_web::http::header::HeaderValue::from_str(&seconds.to_string())
+        {
+            headers.insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                actix_web::http::header::WWW_AUTHENTICATE,
+                actix_web::http::header::HeaderValue::from_static("Bearer"),
+            );
+        }
         response
     }
 }

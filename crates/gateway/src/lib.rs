@@ -3,15 +3,20 @@
 
 mod clients;
 mod config;
+mod edge;
 mod error;
 mod routes;
 
 use std::future::Future;
 
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use platform::Lifecycle;
 use platform::admin::{AdminServer, HealthState, health_routes};
 use platform::health::{Checks, Probe};
+use platform::redis::{KeySpace, RedisClient};
 use telemetry::http::RequestTelemetry;
 
 pub use clients::Clients;
@@ -42,11 +47,9 @@ impl Listeners {
 }
 
 /// Everything `/health/detailed` probes: the shared stores and every service.
-fn dependencies(settings: &Settings) -> anyhow::Result<Vec<(String, Probe)>> {
+fn dependencies(settings: &Settings, redis: RedisClient) -> anyhow::Result<Vec<(String, Probe)>> {
     let pool = platform::database::pool(&settings.database)?;
     platform::database::spawn_pool_gauge(pool.clone(), SERVICE);
-    let redis = platform::redis::client(&settings.redis)?;
-    platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);
     let s3 = platform::s3::client(&settings.s3);
     let services = &settings.services;
     let mut probes = vec![
@@ -88,6 +91,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     telemetry::metrics::record_build_info(SERVICE);
     let lifecycle = Lifecycle::new();
+    let redis = platform::redis::client(&settings.redis)?;
+    platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);
+    let keys = KeySpace::new(&settings.redis.key_prefix, "gw:");
+    edge::spawn_activity_gauges(
+        redis.clone(),
+        keys.clone(),
+        Duration::from_secs(settings.activity.refresh_secs),
+    );
+    let edge = web::Data::new(edge::Edge::new(
+        &settings.auth,
+        redis.clone(),
+        keys,
+        settings.rate_limit.clone(),
+    ));
     let health = HealthState {
         service: SERVICE,
         lifecycle: lifecycle.clone(),
@@ -95,7 +112,7 @@ pub async fn run(
         // /health/detailed and in its own readiness, and must not take every gateway
         // replica out of the load balancer with it.
         readiness: Checks::default(),
-        detailed: Checks::new(dependencies(&settings)?),
+        detailed: Checks::new(dependencies(&settings, redis)?),
     };
     let clients = web::Data::new(Clients::new(&settings.services)?);
     let health_data = web::Data::new(health.clone());
@@ -104,8 +121,11 @@ pub async fn run(
 
     let server = HttpServer::new(move || {
         App::new()
+            // Inside telemetry: who is calling, and the rate limit (its 429s are measured).
+            .wrap(from_fn(edge::guard))
             // Outermost, so it sees every request, errors and unmatched routes included.
             .wrap(RequestTelemetry)
+            .app_data(edge.clone())
             .app_data(clients.clone())
             .app_data(health_data.clone())
             .app_data(error::extractors::json_config(max_body))

@@ -145,6 +145,61 @@ pub struct RedisSettings {
     pub connect_timeout_ms: u64,
 }
 
+/// Authentication: token signing (user-service) and verification (gateway), and the
+/// protection of logins. One section for both processes, which read what they need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC-SHA256 key of access tokens, at least 32 bytes. The same on gateway and user-service.
+    pub jwt_secret: SecretString,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins for one account within the window that lock it.
+    pub max_failed_logins: u32,
+    /// The window failed logins are counted in, in seconds.
+    pub failed_login_window_secs: u64,
+    /// How long a locked account stays locked, in seconds.
+    pub lockout_secs: u64,
+    /// Distinct accounts one client address may fail to log into within the window before
+    /// it counts as suspicious (credential stuffing).
+    pub suspicious_accounts_per_ip: u32,
+}
+
+/// The development default of `auth.jwt_secret`, refused in production.
+pub const DEV_JWT_SECRET: &str = "socialflow-dev-only-jwt-secret-change-me-please";
+
+impl AuthSettings {
+    /// Refuses a short key, and the development key outside development.
+    pub fn validate(&self, environment: &str) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let secret = self.jwt_secret.expose_secret();
+        if secret.len() < 32 {
+            return Err(ConfigError::invalid(
+                "auth.jwt_secret",
+                "must be at least 32 bytes",
+            ));
+        }
+        if secret == DEV_JWT_SECRET && environment == "production" {
+            return Err(ConfigError::invalid(
+                "auth.jwt_secret",
+                "is the development default; set SOCIALFLOW__AUTH__JWT_SECRET",
+            ));
+        }
+        if self.max_failed_logins == 0
+            || self.access_token_ttl_secs == 0
+            || self.refresh_token_ttl_secs == 0
+        {
+            return Err(ConfigError::invalid(
+                "auth",
+                "max_failed_logins and token lifetimes must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The S3-compatible object store holding videos.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -95,6 +95,23 @@ impl Db {
         .await
     }
 
+    /// Runs a statement; the number of rows it touched.
+    pub async fn execute(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, DbError> {
+        async {
+            let conn = self.pool.get().await?;
+            let stmt = conn.prepare_cached(sql).await?;
+            Ok(conn.execute(&stmt, params).await?)
+        }
+        .instrument(db_span(operation, table))
+        .await
+    }
+
     /// The first row of `sql`, if any.
     pub async fn query_opt(
         &self,

@@ -41,12 +41,19 @@ struct Running {
 #[derive(Default)]
 pub struct TestAppBuilder {
     engagement_delay: Option<Duration>,
+    env: Vec<(String, String)>,
 }
 
 impl TestAppBuilder {
     /// Slows every call video-service makes to engagement-service by `delay` per chunk.
     pub fn engagement_delay(mut self, delay: Duration) -> Self {
         self.engagement_delay = Some(delay);
+        self
+    }
+
+    /// Overrides one setting, as an environment variable would (`SOCIALFLOW__…`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -174,6 +181,25 @@ impl TestApp {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         env.insert("SOCIALFLOW__HTTP__MAX_BODY_BYTES".into(), "4096".into());
+        env.insert(
+            "SOCIALFLOW__AUTH__JWT_SECRET".into(),
+            format!("test-secret-{}-0123456789abcdef", crate::unique_suffix()),
+        );
+        env.insert("SOCIALFLOW__ACTIVITY__REFRESH_SECS".into(), "1".into());
+        // Rate limits out of the way unless a test sets its own.
+        for class in ["LOGIN", "REGISTER", "ANONYMOUS", "AUTHENTICATED"] {
+            env.insert(
+                format!("SOCIALFLOW__RATE_LIMIT__{class}__PER_MINUTE"),
+                "100000".into(),
+            );
+            env.insert(
+                format!("SOCIALFLOW__RATE_LIMIT__{class}__BURST"),
+                "100000".into(),
+            );
+        }
+        for (key, value) in &options.env {
+            env.insert(key.clone(), value.clone());
+        }
         let sources = Sources {
             config_dir: std::path::PathBuf::from("/nonexistent"),
             env_name: "test".into(),

@@ -1,31 +1,67 @@
-//! user-service: accounts (schema `users`).
+//! user-service: accounts, authentication and follows (schema `users`), and the login
+//! protection kept in Redis (keys `user:`).
 
+mod crypto;
 pub mod domain;
 mod grpc;
+mod security;
 mod store;
 
 use std::future::Future;
 
-use platform::config::{ConfigError, Sources};
+use platform::config::{
+    AuthSettings, ConfigError, DatabaseSettings, RedisSettings, ServerSettings, Sources,
+};
 use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
-use platform::service::{DatabaseServiceSettings, ServiceSpec};
+use platform::health::Probe;
+use platform::process::ProcessSettings;
+use platform::redis::KeySpace;
+use platform::service::ServiceSpec;
 use proto::user::v1::user_service_server::UserServiceServer;
+use serde::Deserialize;
+use telemetry::TelemetrySettings;
 use tonic::service::Routes;
 
 pub const SERVICE: &str = "user-service";
 pub const SCHEMA: &str = "users";
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "users",
-    sql: include_str!("../migrations/0001_users.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "users",
+        sql: include_str!("../migrations/0001_users.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "auth_and_follows",
+        sql: include_str!("../migrations/0002_auth_and_follows.sql"),
+    },
+];
 
-pub type Settings = DatabaseServiceSettings;
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub auth: AuthSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+impl ProcessSettings for Settings {
+    fn server(&self) -> &ServerSettings {
+        &self.server
+    }
+    fn telemetry(&self) -> &TelemetrySettings {
+        &self.telemetry
+    }
+}
 
 pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
-    platform::service::load_settings(include_str!("../config/default.toml"), sources)
+    let settings: Settings =
+        platform::service::load_settings(include_str!("../config/default.toml"), sources)?;
+    settings.auth.validate(&settings.telemetry.environment)?;
+    Ok(settings)
 }
 
 /// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
@@ -35,8 +71,25 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let pool = platform::database::pool(&settings.database)?;
-    let api = grpc::UserApi::new(store::Store::new(Db::new(pool.clone())));
-    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server);
-    let routes = Routes::new(UserServiceServer::new(api));
-    platform::service::run(spec, listeners, routes, shutdown).await
+    let redis = platform::redis::client(&settings.redis)?;
+    platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);
+    let guard = security::LoginGuard::new(
+        redis.clone(),
+        KeySpace::new(&settings.redis.key_prefix, "user:"),
+        &settings.auth,
+    );
+    let api = grpc::UserApi::new(
+        store::Store::new(Db::new(pool.clone())),
+        guard,
+        settings.auth.clone(),
+    );
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server)
+        .with_dependency("redis", Probe::Redis(redis));
+    platform::service::run(
+        spec,
+        listeners,
+        Routes::new(UserServiceServer::new(api)),
+        shutdown,
+    )
+    .await
 }

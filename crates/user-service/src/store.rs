@@ -1,21 +1,33 @@
 //! SQL for schema `users`.
 
 use chrono::{DateTime, Utc};
-use platform::database::{Db, DbError};
+use platform::database::{Db, DbError, db_span};
+use platform::pagination::{Cursor, PageSize};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{DisplayName, Email, Username};
 
+/// A user as others see them, plus the email only the owner sees.
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
     pub id: Uuid,
     pub email: String,
     pub username: String,
     pub display_name: String,
+    pub bio: String,
+    pub avatar_url: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub followers: i64,
+    pub following: i64,
 }
+
+const PROFILE: &str =
+    "u.id, u.email, u.username, u.display_name, u.bio, u.avatar_url, u.created_at,
+    (SELECT count(*) FROM users.follows f WHERE f.followee_id = u.id) AS followers,
+    (SELECT count(*) FROM users.follows f WHERE f.follower_id = u.id) AS following";
 
 fn user(row: &Row) -> User {
     User {
@@ -23,7 +35,11 @@ fn user(row: &Row) -> User {
         email: row.get("email"),
         username: row.get("username"),
         display_name: row.get("display_name"),
+        bio: row.get("bio"),
+        avatar_url: row.get("avatar_url"),
         created_at: row.get("created_at"),
+        followers: row.get("followers"),
+        following: row.get("following"),
     }
 }
 
@@ -34,6 +50,17 @@ pub enum CreateError {
     Taken(&'static str),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotation {
+    /// Valid: it is now used, and `new_hash` was stored in its family.
+    Rotated { user_id: Uuid },
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// Already rotated once: a copy is being replayed. The family is now revoked.
+    Reused { user_id: Uuid },
 }
 
 #[derive(Clone)]
@@ -51,46 +78,297 @@ impl Store {
         email: &Email,
         username: &Username,
         display_name: &DisplayName,
+        password_hash: &str,
     ) -> Result<User, CreateError> {
-        let result = self
+        let id = Uuid::now_v7();
+        let inserted = self
             .db
-            .query_one(
+            .execute(
                 "INSERT",
                 "users.users",
-                "INSERT INTO users.users (id, email, username, display_name)
-                 VALUES ($1, $2, $3, $4)
-                 RETURNING id, email, username, display_name, created_at",
+                "INSERT INTO users.users (id, email, username, display_name, password_hash)
+                 VALUES ($1, $2, $3, $4, $5)",
                 &[
-                    &Uuid::now_v7(),
+                    &id,
                     &email.as_str(),
                     &username.as_str(),
                     &display_name.as_str(),
+                    &password_hash,
                 ],
             )
             .await;
-        result.map(|row| user(&row)).map_err(|e| {
-            if e.sqlstate() == Some(&SqlState::UNIQUE_VIOLATION) {
-                match e.constraint() {
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.sqlstate() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(match e.constraint() {
                     Some("users_username_key") => CreateError::Taken("username"),
                     _ => CreateError::Taken("email"),
-                }
-            } else {
-                CreateError::Db(e)
+                });
             }
-        })
+            Err(e) => return Err(e.into()),
+        }
+        self.user(id).await?.ok_or(CreateError::Db(DbError::NoRow))
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, DbError> {
+        let sql = format!("SELECT {PROFILE} FROM users.users u WHERE u.id = $1");
+        Ok(self
+            .db
+            .query_opt("SELECT", "users.users", &sql, &[&id])
+            .await?
+            .as_ref()
+            .map(user))
+    }
+
+    pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, DbError> {
+        let sql =
+            format!("SELECT {PROFILE} FROM users.users u WHERE lower(u.username) = lower($1)");
+        Ok(self
+            .db
+            .query_opt("SELECT", "users.users", &sql, &[&username])
+            .await?
+            .as_ref()
+            .map(user))
+    }
+
+    /// The id and password hash of the account `login` (an email or a username) names.
+    pub async fn credentials(
+        &self,
+        login: &str,
+    ) -> Result<Option<(Uuid, Option<String>)>, DbError> {
         let row = self
             .db
             .query_opt(
                 "SELECT",
                 "users.users",
-                "SELECT id, email, username, display_name, created_at
-                 FROM users.users WHERE id = $1",
+                "SELECT id, password_hash FROM users.users
+                 WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
+                &[&login],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    /// Changes what is given; `avatar_url` `Some(None)` clears it.
+    pub async fn update_profile(
+        &self,
+        id: Uuid,
+        display_name: Option<&str>,
+        bio: Option<&str>,
+        avatar_url: Option<Option<&str>>,
+    ) -> Result<bool, DbError> {
+        let (set_avatar, avatar) = match avatar_url {
+            None => (false, None),
+            Some(value) => (true, value),
+        };
+        let touched = self
+            .db
+            .execute(
+                "UPDATE",
+                "users.users",
+                "UPDATE users.users SET
+                     display_name = COALESCE($2, display_name),
+                     bio = COALESCE($3, bio),
+                     avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END
+                 WHERE id = $1",
+                &[&id, &display_name, &bio, &set_avatar, &avatar],
+            )
+            .await?;
+        Ok(touched == 1)
+    }
+
+    /// Deletes the account; its tokens and follows go with it.
+    pub async fn delete_user(&self, id: Uuid) -> Result<bool, DbError> {
+        let deleted = self
+            .db
+            .execute(
+                "DELETE",
+                "users.users",
+                "DELETE FROM users.users WHERE id = $1",
                 &[&id],
             )
             .await?;
-        Ok(row.as_ref().map(user))
+        Ok(deleted == 1)
+    }
+
+    pub async fn store_refresh_token(
+        &self,
+        hash: &[u8],
+        family_id: Uuid,
+        user_id: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "INSERT",
+                "users.refresh_tokens",
+                "INSERT INTO users.refresh_tokens (token_hash, family_id, user_id, expires_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[&hash, &family_id, &user_id, &expires_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the token `old_hash` used and stores `new_hash` in its family, atomically; or
+    /// says why not. A replayed token revokes its whole family.
+    pub async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        new_hash: &[u8],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, DbError> {
+        async {
+            let mut conn = self.db.pool().get().await?;
+            let tx = conn.transaction().await?;
+            let row = tx
+                .query_opt(
+                    "SELECT family_id, user_id, expires_at, used_at, revoked_at
+                     FROM users.refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+                    &[&old_hash],
+                )
+                .await?;
+            let Some(row) = row else {
+                return Ok(Rotation::Invalid);
+            };
+            let family: Uuid = row.get(0);
+            let user_id: Uuid = row.get(1);
+            let expires: DateTime<Utc> = row.get(2);
+            let used: Option<DateTime<Utc>> = row.get(3);
+            let revoked: Option<DateTime<Utc>> = row.get(4);
+            if used.is_some() {
+                tx.execute(
+                    "UPDATE users.refresh_tokens SET revoked_at = now()
+                     WHERE family_id = $1 AND revoked_at IS NULL",
+                    &[&family],
+                )
+                .await?;
+                tx.commit().await?;
+                return Ok(Rotation::Reused { user_id });
+            }
+            if revoked.is_some() || expires <= Utc::now() {
+                return Ok(Rotation::Invalid);
+            }
+            tx.execute(
+                "UPDATE users.refresh_tokens SET used_at = now() WHERE token_hash = $1",
+                &[&old_hash],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO users.refresh_tokens (token_hash, family_id, user_id, expires_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[&new_hash, &family, &user_id, &expires_at],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Rotation::Rotated { user_id })
+        }
+        .instrument(db_span("UPDATE", "users.refresh_tokens"))
+        .await
+    }
+
+    /// Revokes the family of the token `hash` (logout).
+    pub async fn revoke_family(&self, hash: &[u8]) -> Result<u64, DbError> {
+        self.db
+            .execute(
+                "UPDATE",
+                "users.refresh_tokens",
+                "UPDATE users.refresh_tokens SET revoked_at = now()
+                 WHERE family_id = (SELECT family_id FROM users.refresh_tokens WHERE token_hash = $1)
+                   AND revoked_at IS NULL",
+                &[&hash],
+            )
+            .await
+    }
+
+    /// `follower` follows `followee`; following twice changes nothing. `false` when
+    /// `followee` does not exist.
+    pub async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<bool, DbError> {
+        let result = self
+            .db
+            .execute(
+                "INSERT",
+                "users.follows",
+                "INSERT INTO users.follows (follower_id, followee_id) VALUES ($1, $2)
+                 ON CONFLICT DO NOTHING",
+                &[&follower, &followee],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.sqlstate() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn unfollow(&self, follower: Uuid, followee: Uuid) -> Result<(), DbError> {
+        self.db
+            .execute(
+                "DELETE",
+                "users.follows",
+                "DELETE FROM users.follows WHERE follower_id = $1 AND followee_id = $2",
+                &[&follower, &followee],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One page of the users who follow `listed` (`followers = true`) or whom `listed`
+    /// follows, newest follow first.
+    pub async fn follows_page(
+        &self,
+        listed: Uuid,
+        followers: bool,
+        size: PageSize,
+        cursor: Option<Cursor>,
+    ) -> Result<(Vec<User>, Option<Cursor>), DbError> {
+        // `anchor` is the listed user's side of the relation, `other` the one we page over.
+        let (anchor, other) = if followers {
+            ("followee_id", "follower_id")
+        } else {
+            ("follower_id", "followee_id")
+        };
+        let limit = i64::from(size.get()) + 1;
+        let base = format!(
+            "SELECT {PROFILE}, f.created_at AS followed_at
+             FROM users.follows f JOIN users.users u ON u.id = f.{other}
+             WHERE f.{anchor} = $1"
+        );
+        let rows = match cursor {
+            None => {
+                let sql = format!("{base} ORDER BY f.created_at DESC, f.{other} DESC LIMIT $2");
+                self.db
+                    .query("SELECT", "users.follows", &sql, &[&listed, &limit])
+                    .await?
+            }
+            Some(c) => {
+                let sql = format!(
+                    "{base} AND (f.created_at, f.{other}) < ($2, $3)
+                     ORDER BY f.created_at DESC, f.{other} DESC LIMIT $4"
+                );
+                self.db
+                    .query(
+                        "SELECT",
+                        "users.follows",
+                        &sql,
+                        &[&listed, &c.created_at, &c.id, &limit],
+                    )
+                    .await?
+            }
+        };
+        let mut page: Vec<(User, DateTime<Utc>)> = rows
+            .iter()
+            .map(|r| (user(r), r.get("followed_at")))
+            .collect();
+        let next = if page.len() > size.get() as usize {
+            page.truncate(size.get() as usize);
+            page.last().map(|(u, at)| Cursor {
+                created_at: *at,
+                id: u.id,
+            })
+        } else {
+            None
+        };
+        Ok((page.into_iter().map(|(u, _)| u).collect(), next))
     }
 }

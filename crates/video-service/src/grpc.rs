@@ -11,8 +11,8 @@ use proto::video::v1::{
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::domain::pagination::{Cursor, PageSize};
 use crate::store::{Store, Video};
+use platform::pagination::{Cursor, PageSize};
 
 pub struct VideoApi {
     store: Store,

@@ -5,7 +5,7 @@ use platform::database::{Db, DbError};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::domain::pagination::{Cursor, PageSize};
+use platform::pagination::{Cursor, PageSize};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Video {

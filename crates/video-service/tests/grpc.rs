@@ -3,7 +3,7 @@
 
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
-use proto::user::v1::CreateUserRequest;
+use proto::user::v1::RegisterRequest;
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::video::v1::video_service_client::VideoServiceClient;
 use proto::video::v1::{GetVideoRequest, ListVideosRequest};
@@ -65,9 +65,10 @@ async fn user_and_engagement_services_name_the_bad_field() {
     let app = TestApp::spawn().await;
     let mut users = UserServiceClient::new(channel(&app, ServiceName::User).await);
     let err = users
-        .create_user(CreateUserRequest {
+        .register(RegisterRequest {
             email: "ann@example.com".into(),
             username: "no spaces allowed".into(),
+            password: "a long passphrase 42".into(),
             display_name: "Ann".into(),
         })
         .await

@@ -1,49 +1,82 @@
 //! REST routes under `/api/v1`: validate, call one service, translate the answer.
 
+mod auth;
 mod plans;
 mod users;
 mod videos;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// `GET /path` → handler, with a JSON 405 for any other method.
+macro_rules! resource {
+    ($path:expr $(, $method:ident => $handler:expr)+ $(,)?) => {
+        web::resource($path)
+            $(.route(web::$method().to($handler)))+
+            .default_service(web::to(method_not_allowed))
+    };
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
-            .service(
-                web::resource("/users")
-                    .route(web::post().to(users::create_user))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/users/{id}")
-                    .route(web::get().to(users::get_user))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/videos")
-                    .route(web::get().to(videos::list_videos))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/videos/{id}")
-                    .route(web::get().to(videos::get_video))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/videos/{id}/stats")
-                    .route(web::get().to(videos::get_video_stats))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/subscriptions/plans")
-                    .route(web::get().to(plans::list_plans))
-                    .default_service(web::to(method_not_allowed)),
-            ),
+            .service(resource!("/auth/register", post => auth::register))
+            .service(resource!("/auth/login", post => auth::login))
+            .service(resource!("/auth/refresh", post => auth::refresh))
+            .service(resource!("/auth/logout", post => auth::logout))
+            .service(resource!("/me", get => users::get_me, patch => users::update_me, delete => users::delete_me))
+            .service(resource!("/users/by-username/{username}", get => users::get_user_by_username))
+            .service(resource!("/users/{id}", get => users::get_user))
+            .service(resource!("/users/{id}/follow", put => users::follow, delete => users::unfollow))
+            .service(resource!("/users/{id}/followers", get => users::followers))
+            .service(resource!("/users/{id}/following", get => users::following))
+            .service(resource!("/videos", get => videos::list_videos))
+            .service(resource!("/videos/{id}", get => videos::get_video))
+            .service(resource!("/videos/{id}/stats", get => videos::get_video_stats))
+            .service(resource!("/subscriptions/plans", get => plans::list_plans)),
     );
+}
+
+/// `?limit=&cursor=` of every list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// 1..=100, default 20. A string here so a bad value gets an error naming `limit`.
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+impl PageParams {
+    /// (page_size, page_token) for the service; 0 means its default size.
+    fn into_request(self) -> Result<(u32, String), ApiError> {
+        let size = match self.limit.as_deref() {
+            None => 0,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be an integer from 1 to 100, got `{raw}`"
+                    )));
+                }
+            },
+        };
+        Ok((size, self.cursor.unwrap_or_default()))
+    }
+}
+
+/// A list call's error, in the API's words: services speak of `page_token`, clients of
+/// this API know it as `cursor`.
+fn page_error(service: &str, status: &tonic::Status) -> ApiError {
+    if status.code() == tonic::Code::InvalidArgument && status.message().contains("page_token") {
+        ApiError::bad_request("cursor is not one this API issued")
+    } else {
+        ApiError::from_status(service, status)
+    }
 }
 
 /// The answer for paths no route matches.

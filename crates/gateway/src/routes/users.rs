@@ -1,66 +1,84 @@
 use actix_web::{HttpResponse, web};
-use proto::user::v1::{CreateUserRequest, GetUserRequest, User};
+use proto::user::v1::{
+    DeleteAccountRequest, FollowRequest, GetMeRequest, GetUserByUsernameRequest, GetUserRequest,
+    ListFollowsRequest, PrivateProfile, Profile, UpdateProfileRequest,
+};
 use serde::{Deserialize, Serialize};
 
-use super::parse_id;
+use super::{PageParams, parse_id};
 use crate::Clients;
+use crate::edge::Authenticated;
 use crate::error::ApiError;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    email: String,
-    username: String,
-    display_name: String,
-}
+const USERS: &str = "user-service";
 
 #[derive(Debug, Serialize)]
-pub struct UserJson {
+pub struct ProfileJson {
     id: String,
-    email: String,
     username: String,
     display_name: String,
+    bio: String,
+    avatar_url: Option<String>,
     created_at: String,
+    followers_count: u64,
+    following_count: u64,
 }
 
-impl From<User> for UserJson {
-    fn from(u: User) -> Self {
+impl From<Profile> for ProfileJson {
+    fn from(p: Profile) -> Self {
         Self {
-            id: u.id,
-            email: u.email,
-            username: u.username,
-            display_name: u.display_name,
-            created_at: u.created_at,
+            id: p.id,
+            username: p.username,
+            display_name: p.display_name,
+            bio: p.bio,
+            avatar_url: p.avatar_url,
+            created_at: p.created_at,
+            followers_count: p.followers_count,
+            following_count: p.following_count,
         }
     }
 }
 
-fn user_or_internal(user: Option<User>) -> Result<UserJson, ApiError> {
-    user.map(UserJson::from).ok_or_else(|| {
-        ApiError::from_status("user-service", &tonic::Status::internal("empty reply"))
-    })
+/// The owner's view: the public profile and the email.
+#[derive(Debug, Serialize)]
+pub struct PrivateJson {
+    #[serde(flatten)]
+    profile: ProfileJson,
+    email: String,
 }
 
-pub async fn create_user(
-    clients: web::Data<Clients>,
-    body: web::Json<NewUser>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let reply = clients
-        .users
-        .clone()
-        .create_user(CreateUserRequest {
-            email: body.email,
-            username: body.username,
-            display_name: body.display_name,
+impl PrivateJson {
+    pub fn id(&self) -> &str {
+        &self.profile.id
+    }
+}
+
+impl TryFrom<PrivateProfile> for PrivateJson {
+    type Error = ApiError;
+    fn try_from(p: PrivateProfile) -> Result<Self, ApiError> {
+        let profile = p
+            .profile
+            .ok_or_else(|| ApiError::from_status(USERS, &tonic::Status::internal("empty reply")))?;
+        Ok(Self {
+            profile: profile.into(),
+            email: p.email,
         })
-        .await
-        .map_err(|s| ApiError::from_status("user-service", &s))?
-        .into_inner();
-    let user = user_or_internal(reply.user)?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/users/{}", user.id)))
-        .json(user))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileChanges {
+    display_name: Option<String>,
+    bio: Option<String>,
+    /// `""` or `null` removes the avatar.
+    #[serde(default, deserialize_with = "present")]
+    avatar_url: Option<Option<String>>,
+}
+
+/// Tells `"avatar_url": null` (remove) from a missing field (keep).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
 }
 
 pub async fn get_user(
@@ -68,12 +86,158 @@ pub async fn get_user(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
-    let reply = clients
+    let profile = clients
         .users
         .clone()
         .get_user(GetUserRequest { id: id.to_string() })
         .await
-        .map_err(|s| ApiError::from_status("user-service", &s))?
+        .map_err(|s| ApiError::from_status(USERS, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(user_or_internal(reply.user)?))
+    Ok(HttpResponse::Ok().json(ProfileJson::from(profile)))
+}
+
+pub async fn get_user_by_username(
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let profile = clients
+        .users
+        .clone()
+        .get_user_by_username(GetUserByUsernameRequest {
+            username: path.into_inner(),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(ProfileJson::from(profile)))
+}
+
+pub async fn get_me(
+    _me: Authenticated,
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, ApiError> {
+    let profile = clients
+        .users
+        .clone()
+        .get_me(GetMeRequest {})
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(PrivateJson::try_from(profile)?))
+}
+
+pub async fn update_me(
+    _me: Authenticated,
+    clients: web::Data<Clients>,
+    body: web::Json<ProfileChanges>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = body.into_inner();
+    let profile = clients
+        .users
+        .clone()
+        .update_profile(UpdateProfileRequest {
+            display_name: changes.display_name,
+            bio: changes.bio,
+            avatar_url: changes.avatar_url.map(Option::unwrap_or_default),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(PrivateJson::try_from(profile)?))
+}
+
+pub async fn delete_me(
+    _me: Authenticated,
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, ApiError> {
+    clients
+        .users
+        .clone()
+        .delete_account(DeleteAccountRequest {})
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn follow(
+    _me: Authenticated,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    clients
+        .users
+        .clone()
+        .follow(FollowRequest {
+            user_id: id.to_string(),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn unfollow(
+    _me: Authenticated,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    clients
+        .users
+        .clone()
+        .unfollow(FollowRequest {
+            user_id: id.to_string(),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize)]
+struct UserPage {
+    users: Vec<ProfileJson>,
+    next_cursor: Option<String>,
+}
+
+async fn follows(
+    clients: &Clients,
+    id: &str,
+    params: PageParams,
+    followers: bool,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", id)?;
+    let (page_size, page_token) = params.into_request()?;
+    let request = ListFollowsRequest {
+        user_id: id.to_string(),
+        page_size,
+        page_token,
+    };
+    let mut users = clients.users.clone();
+    let reply = if followers {
+        users.list_followers(request).await
+    } else {
+        users.list_following(request).await
+    }
+    .map_err(|s| super::page_error(USERS, &s))?
+    .into_inner();
+    Ok(HttpResponse::Ok().json(UserPage {
+        users: reply.users.into_iter().map(ProfileJson::from).collect(),
+        next_cursor: Some(reply.next_page_token).filter(|t| !t.is_empty()),
+    }))
+}
+
+pub async fn followers(
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+    params: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    follows(&clients, &path, params.into_inner(), true).await
+}
+
+pub async fn following(
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+    params: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    follows(&clients, &path, params.into_inner(), false).await
 }

@@ -1,9 +1,9 @@
 use actix_web::{HttpResponse, web};
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::video::v1::{GetVideoRequest, ListVideosRequest, Video, VideoStats};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::parse_id;
+use super::{PageParams, parse_id};
 use crate::Clients;
 use crate::error::ApiError;
 
@@ -57,15 +57,6 @@ struct VideoWithStats {
     stats: Option<StatsJson>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListParams {
-    /// 1..=100, default 20. A string here so a bad value gets an error naming `limit`.
-    limit: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 struct VideoPage {
     videos: Vec<VideoJson>,
@@ -74,36 +65,18 @@ struct VideoPage {
 
 pub async fn list_videos(
     clients: web::Data<Clients>,
-    params: web::Query<ListParams>,
+    params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
-    let limit = match params.limit.as_deref() {
-        None => 0,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be an integer from 1 to 100, got `{raw}`"
-                )));
-            }
-        },
-    };
+    let (page_size, page_token) = params.into_inner().into_request()?;
     let reply = clients
         .videos
         .clone()
         .list_videos(ListVideosRequest {
-            page_size: limit,
-            page_token: params.cursor.unwrap_or_default(),
+            page_size,
+            page_token,
         })
         .await
-        .map_err(|s| {
-            // The service speaks of page_token; clients of this API know it as cursor.
-            if s.code() == tonic::Code::InvalidArgument && s.message().contains("page_token") {
-                ApiError::bad_request("cursor is not one this API issued")
-            } else {
-                ApiError::from_status("video-service", &s)
-            }
-        })?
+        .map_err(|s| super::page_error("video-service", &s))?
         .into_inner();
     Ok(HttpResponse::Ok().json(VideoPage {
         videos: reply.videos.into_iter().map(VideoJson::from).collect(),

@@ -54,42 +54,46 @@ async fn bad_bodies_are_4xx_naming_the_problem_and_write_nothing() {
         (
             json!({ "email": "a@example.com", "username": "abc" }),
             400,
-            "display_name",
+            "password",
         ),
         (
-            json!({ "email": 5, "username": "abc", "display_name": "A" }),
+            json!({ "email": 5, "username": "abc", "password": "a long passphrase 42", "display_name": "A" }),
             400,
             "invalid type",
         ),
         (
-            json!({ "email": "not-an-email", "username": "abc", "display_name": "A" }),
+            json!({ "email": "not-an-email", "username": "abc", "password": "a long passphrase 42", "display_name": "A" }),
             400,
             "email",
         ),
         (
-            json!({ "email": "a@example.com", "username": "a b", "display_name": "A" }),
+            json!({ "email": "a@example.com", "username": "a b", "password": "a long passphrase 42", "display_name": "A" }),
             400,
             "username",
         ),
         (
-            json!({ "email": "a@example.com", "username": "abc", "display_name": "" }),
+            json!({ "email": "a@example.com", "username": "abc", "password": "a long passphrase 42", "display_name": "" }),
             400,
             "display_name",
         ),
         (
-            json!({ "email": "a@example.com", "username": "abc", "display_name": "A", "admin": true }),
+            json!({ "email": "a@example.com", "username": "abc", "password": "a long passphrase 42", "display_name": "A", "admin": true }),
             400,
             "admin",
         ),
     ];
     for (body, status, needle) in cases {
-        assert_error(app.post_json("/api/v1/users", &body).await, status, needle).await;
+        assert_error(
+            app.post_json("/api/v1/auth/register", &body).await,
+            status,
+            needle,
+        )
+        .await;
     }
 
-    let oversized =
-        json!({ "email": "a@example.com", "username": "abc", "display_name": "x".repeat(10_000) });
+    let oversized = json!({ "email": "a@example.com", "username": "abc", "password": "a long passphrase 42", "display_name": "x".repeat(10_000) });
     assert_error(
-        app.post_json("/api/v1/users", &oversized).await,
+        app.post_json("/api/v1/auth/register", &oversized).await,
         413,
         "larger than",
     )
@@ -97,7 +101,7 @@ async fn bad_bodies_are_4xx_naming_the_problem_and_write_nothing() {
 
     let not_json = app
         .http
-        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .post(format!("{}/api/v1/auth/register", app.gateway_url()))
         .header("Content-Type", "application/json")
         .body("{\"email\": ")
         .send()
@@ -107,7 +111,7 @@ async fn bad_bodies_are_4xx_naming_the_problem_and_write_nothing() {
 
     let wrong_type = app
         .http
-        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .post(format!("{}/api/v1/auth/register", app.gateway_url()))
         .header("Content-Type", "text/plain")
         .body("hello")
         .send()

@@ -4,17 +4,18 @@ use serde_json::{Value, json};
 use testkit::TestApp;
 
 const SECRET: &str = "s3cr3t-b34r3r-t0k3n-value";
+const PASSWORD: &str = "p4ssphrase-that-must-never-be-logged";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_lines_are_json_with_trace_and_request_ids_and_no_credentials() {
     let app = TestApp::spawn().await;
     let response = app
         .http
-        .post(format!("{}/api/v1/users", app.gateway_url()))
+        .post(format!("{}/api/v1/auth/register", app.gateway_url()))
         .header("Authorization", format!("Bearer {SECRET}"))
         .header("Cookie", format!("session={SECRET}"))
         .header("X-Correlation-ID", "checkout-42")
-        .json(&json!({ "email": "log@example.com", "username": "logger", "display_name": "Log" }))
+        .json(&json!({ "email": "log@example.com", "username": "logger", "password": PASSWORD, "display_name": "Log" }))
         .send()
         .await
         .expect("gateway answers");

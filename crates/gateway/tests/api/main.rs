@@ -1,10 +1,14 @@
 //! The gateway and the services behind it, end to end over real connections.
 
+mod auth;
 mod bad_input;
 mod faults;
+mod follows;
 mod health;
 mod logs;
 mod metrics;
 mod resources;
+mod security;
 mod shutdown;
+mod support;
 mod tracing;

@@ -1,8 +1,12 @@
 //! Account rules, free of I/O and of protobuf: a value of these types is valid.
 
 mod names;
+mod password;
+mod profile;
 
 pub use names::{DisplayName, Email, Username};
+pub use password::NewPassword;
+pub use profile::{AvatarUrl, Bio};
 
 /// A field that failed validation, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,7 +17,7 @@ pub struct InvalidField {
 }
 
 impl InvalidField {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
             field,
             reason: reason.into(),

@@ -1,3 +1,2 @@
-//! Rules about videos, free of I/O and of protobuf.
-
-pub mod pagination;
+//! Rules about videos, free of I/O and of protobuf. Pagination is shared:
+//! [`platform::pagination`].

@@ -1,6 +1,5 @@
-//! Keyset pagination of the feed: a page size within bounds and an opaque cursor naming
-//! the last video seen (its creation time and id), so pages never skip or repeat a video
-//! when new ones arrive.
+//! Keyset pagination: a page size within bounds and an opaque cursor naming the last item
+//! seen (its time and id), so pages never skip or repeat an item when new ones arrive.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,0 +1,243 @@
+//! What the gateway does before any route runs: who is calling (access token verified here,
+//! no call per request), and whether they may (rate limits in Redis). Also counts active
+//! users for the DAU/MAU gauges.
+
+use std::time::Duration;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::Next;
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError, web};
+use chrono::Utc;
+use fred::prelude::{HyperloglogInterface, KeysInterface, LuaInterface};
+use platform::config::AuthSettings;
+use platform::jwt;
+use platform::redis::{KeySpace, RedisClient};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::config::{Rate, RateLimitSettings};
+use crate::error::ApiError;
+
+/// Shared by every worker.
+pub struct Edge {
+    jwt_secret: Vec<u8>,
+    redis: RedisClient,
+    keys: KeySpace,
+    limits: RateLimitSettings,
+}
+
+impl Edge {
+    pub fn new(
+        auth: &AuthSettings,
+        redis: RedisClient,
+        keys: KeySpace,
+        limits: RateLimitSettings,
+    ) -> Self {
+        Self {
+            jwt_secret: auth.jwt_secret.expose_secret().as_bytes().to_vec(),
+            redis,
+            keys,
+            limits,
+        }
+    }
+}
+
+/// The outcome of looking at the `Authorization` header, kept in the request's extensions.
+#[derive(Debug, Clone)]
+enum Caller {
+    Anonymous,
+    User(Uuid),
+    /// A token was sent but is not valid; why, in words for the client.
+    Rejected(&'static str),
+}
+
+fn caller(edge: &Edge, req: &ServiceRequest) -> Caller {
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        return Caller::Anonymous;
+    };
+    let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
+        return Caller::Rejected("the Authorization header must be `Bearer <access token>`");
+    };
+    match jwt::verify(&edge.jwt_secret, token.trim(), Utc::now().timestamp()) {
+        Ok(claims) => match Uuid::parse_str(&claims.sub) {
+            Ok(id) => Caller::User(id),
+            Err(_) => Caller::Rejected("the access token is invalid"),
+        },
+        Err(jwt::JwtError::Expired) => Caller::Rejected("the access token has expired"),
+        Err(_) => Caller::Rejected("the access token is invalid"),
+    }
+}
+
+/// The client's address as this process sees it (the peer of the connection).
+pub fn client_ip(req: &HttpRequest) -> String {
+    req.peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// GCRA in one atomic round trip: the key holds the theoretical arrival time (ms). Answers
+/// {1, 0} when allowed, {0, ms to wait} when not. Time is Redis's, so replicas agree.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local new_tat = tat + interval
+local allowed_at = new_tat - interval * burst
+if allowed_at > now then
+  return {0, allowed_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
+return {1, 0}
+";
+
+enum Verdict {
+    Allowed,
+    Limited { retry_after_secs: u64 },
+}
+
+async fn check_rate(
+    edge: &Edge,
+    class: &str,
+    subject: &str,
+    rate: Rate,
+) -> Result<Verdict, fred::error::Error> {
+    let interval_ms = (60_000 / u64::from(rate.per_minute)).max(1);
+    let key = edge.keys.key(&format!("rl:{class}:{subject}"));
+    let answer: Vec<i64> = edge
+        .redis
+        .eval(
+            GCRA,
+            vec![key],
+            vec![interval_ms.to_string(), rate.burst.to_string()],
+        )
+        .await?;
+    Ok(match answer.as_slice() {
+        [0, wait_ms, ..] => Verdict::Limited {
+            retry_after_secs: u64::try_from(*wait_ms).unwrap_or(1).div_ceil(1000).max(1),
+        },
+        _ => Verdict::Allowed,
+    })
+}
+
+/// Records `user` as active today (for DAU/MAU); fire and forget.
+fn record_activity(edge: &Edge, user: Uuid) {
+    let key = edge
+        .keys
+        .key(&format!("active:{}", Utc::now().format("%Y-%m-%d")));
+    let redis = edge.redis.clone();
+    tokio::spawn(async move {
+        let added: Result<i64, _> = redis.pfadd(&key, user.to_string()).await;
+        if added.is_ok() {
+            // Kept a little longer than the 30 days MAU reads.
+            let _: Result<bool, _> = redis.expire(&key, 35 * 24 * 3600, None).await;
+        }
+    });
+}
+
+/// The middleware: identifies the caller, applies the rate limit of the route, and records
+/// activity. Runs inside the telemetry middleware, so 429s are measured like any answer.
+pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(edge) = req.app_data::<web::Data<Edge>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let who = caller(&edge, &req);
+    if let Caller::User(id) = &who {
+        if let Some(ctx) = req.extensions().get::<telemetry::RequestContext>() {
+            ctx.set_user_id(id.to_string());
+        }
+        record_activity(&edge, *id);
+    }
+    req.extensions_mut().insert(who.clone());
+
+    let route = req.match_pattern().unwrap_or_default();
+    let ip = client_ip(req.request());
+    let limit = match (route.as_str(), &who) {
+        ("/api/v1/auth/login", _) => Some(("login", ip, edge.limits.login)),
+        ("/api/v1/auth/register", _) => Some(("register", ip, edge.limits.register)),
+        (r, Caller::User(id)) if r.starts_with("/api/") => {
+            Some(("user", id.to_string(), edge.limits.authenticated))
+        }
+        (r, _) if r.starts_with("/api/") => Some(("anonymous", ip, edge.limits.anonymous)),
+        _ => None,
+    };
+    if let Some((class, subject, rate)) = limit {
+        match check_rate(&edge, class, &subject, rate).await {
+            Ok(Verdict::Allowed) => {}
+            Ok(Verdict::Limited { retry_after_secs }) => {
+                metrics::counter!(telemetry::metrics::RATE_LIMIT_HITS_TOTAL, "endpoint" => route.clone())
+                    .increment(1);
+                let response = ApiError::rate_limited(retry_after_secs).error_response();
+                return Ok(req.into_response(response));
+            }
+            Err(e) if edge.limits.fail_open => {
+                tracing::warn!(error = %e, "rate limiter unavailable (Redis); failing open as configured");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rate limiter unavailable (Redis); failing closed as configured");
+                let response =
+                    ApiError::unavailable("rate limiting is unavailable; try again shortly")
+                        .error_response();
+                return Ok(req.into_response(response));
+            }
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// A handler argument proving the caller is authenticated (missing or invalid token: 401).
+/// Who it is travels to the services in the `x-user-id` metadata.
+pub struct Authenticated;
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let outcome = match req.extensions().get::<Caller>() {
+            Some(Caller::User(_)) => Ok(Self),
+            Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
+            Some(Caller::Anonymous) | None => Err(ApiError::unauthenticated(
+                "this needs an access token: Authorization: Bearer <token>",
+            )),
+        };
+        std::future::ready(outcome)
+    }
+}
+
+/// Recomputes `daily_active_users` (today's HyperLogLog) and `monthly_active_users` (the
+/// union of the last 30 days) every `every`, until the process stops.
+pub fn spawn_activity_gauges(redis: RedisClient, keys: KeySpace, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let today = Utc::now().date_naive();
+            let days: Vec<String> = (0..30)
+                .filter_map(|back| today.checked_sub_days(chrono::Days::new(back)))
+                .map(|day| keys.key(&format!("active:{}", day.format("%Y-%m-%d"))))
+                .collect();
+            let Some(first) = days.first().cloned() else {
+                continue;
+            };
+            let daily: Result<i64, _> = redis.pfcount(first).await;
+            let monthly: Result<i64, _> = redis.pfcount(days).await;
+            match (daily, monthly) {
+                (Ok(daily), Ok(monthly)) => {
+                    metrics::gauge!(telemetry::metrics::DAILY_ACTIVE_USERS).set(daily as f64);
+                    metrics::gauge!(telemetry::metrics::MONTHLY_ACTIVE_USERS).set(monthly as f64);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "active user gauges not refreshed (Redis)");
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,130 @@
+use actix_web::{HttpRequest, HttpResponse, web};
+use proto::user::v1::{LoginRequest, LogoutRequest, RefreshRequest, RegisterRequest, Tokens};
+use serde::{Deserialize, Serialize};
+
+use super::users::PrivateJson;
+use crate::Clients;
+use crate::edge::client_ip;
+use crate::error::ApiError;
+
+const USERS: &str = "user-service";
+
+/// Passwords and tokens pass through here: nothing in this module logs a body, and none of
+/// these types implements a `Debug` that would print one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    email: String,
+    username: String,
+    password: String,
+    display_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// Email or username.
+    login: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshToken {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct TokensJson {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    refresh_token: String,
+    user_id: String,
+}
+
+impl From<Tokens> for TokensJson {
+    fn from(t: Tokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            refresh_token: t.refresh_token,
+            user_id: t.user_id,
+        }
+    }
+}
+
+pub async fn register(
+    clients: web::Data<Clients>,
+    body: web::Json<Registration>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let profile = clients
+        .users
+        .clone()
+        .register(RegisterRequest {
+            email: body.email,
+            username: body.username,
+            password: body.password,
+            display_name: body.display_name,
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    let profile = PrivateJson::try_from(profile)?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/users/{}", profile.id())))
+        .json(profile))
+}
+
+pub async fn login(
+    req: HttpRequest,
+    clients: web::Data<Clients>,
+    body: web::Json<Credentials>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let tokens = clients
+        .users
+        .clone()
+        .login(LoginRequest {
+            login: body.login,
+            password: body.password,
+            client_ip: client_ip(&req),
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(TokensJson::from(tokens)))
+}
+
+pub async fn refresh(
+    clients: web::Data<Clients>,
+    body: web::Json<RefreshToken>,
+) -> Result<HttpResponse, ApiError> {
+    let tokens = clients
+        .users
+        .clone()
+        .refresh(RefreshRequest {
+            refresh_token: body.into_inner().refresh_token,
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(TokensJson::from(tokens)))
+}
+
+pub async fn logout(
+    clients: web::Data<Clients>,
+    body: web::Json<RefreshToken>,
+) -> Result<HttpResponse, ApiError> {
+    clients
+        .users
+        .clone()
+        .logout(LogoutRequest {
+            refresh_token: body.into_inner().refresh_token,
+        })
+        .await
+        .map_err(|s| ApiError::from_status(USERS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,139 @@
+//! Login protection kept in Redis: failed attempts per account lock it for a while, and one
+//! client address failing on many accounts is flagged. Redis trouble never blocks a login:
+//! the checks fail open and say so in the log.
+
+use fred::prelude::{HyperloglogInterface, KeysInterface};
+use platform::config::AuthSettings;
+use platform::redis::{KeySpace, RedisClient};
+use uuid::Uuid;
+
+/// Counts a security event: the metric, and a structured log line for the SIEM.
+pub fn security_event(event_type: &'static str, severity: &'static str, user_id: Option<&Uuid>) {
+    metrics::counter!(
+        telemetry::metrics::SECURITY_EVENTS_TOTAL,
+        "event_type" => event_type,
+        "severity" => severity
+    )
+    .increment(1);
+    let user_id = user_id.map(ToString::to_string);
+    tracing::warn!(
+        event_category = "security",
+        event_type,
+        severity,
+        user_id = user_id.as_deref(),
+        "security event"
+    );
+}
+
+pub fn failed_login(reason: &'static str) {
+    metrics::counter!(telemetry::metrics::FAILED_LOGINS_TOTAL, "reason" => reason).increment(1);
+}
+
+#[derive(Clone)]
+pub struct LoginGuard {
+    redis: RedisClient,
+    keys: KeySpace,
+    max_failures: i64,
+    window_secs: i64,
+    lockout_secs: i64,
+    suspicious_accounts: i64,
+}
+
+fn degraded(what: &str, e: &fred::error::Error) {
+    tracing::warn!(error = %e, check = what, "login protection unavailable (Redis); failing open");
+}
+
+impl LoginGuard {
+    pub fn new(redis: RedisClient, keys: KeySpace, auth: &AuthSettings) -> Self {
+        Self {
+            redis,
+            keys,
+            max_failures: i64::from(auth.max_failed_logins),
+            window_secs: i64::try_from(auth.failed_login_window_secs).unwrap_or(i64::MAX),
+            lockout_secs: i64::try_from(auth.lockout_secs).unwrap_or(i64::MAX),
+            suspicious_accounts: i64::from(auth.suspicious_accounts_per_ip),
+        }
+    }
+
+    /// Seconds left on the account's lock, if it is locked.
+    pub async fn locked_for(&self, user: &Uuid) -> Option<u64> {
+        match self
+            .redis
+            .ttl::<i64, _>(self.keys.key(&format!("lock:{user}")))
+            .await
+        {
+            Ok(ttl) if ttl > 0 => u64::try_from(ttl).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                degraded("lock", &e);
+                None
+            }
+        }
+    }
+
+    /// Counts a failed login; `true` when this failure locked the account.
+    pub async fn record_failure(&self, user: &Uuid) -> bool {
+        let fails = self.keys.key(&format!("fails:{user}"));
+        let count: i64 = match self.redis.incr(&fails).await {
+            Ok(n) => n,
+            Err(e) => {
+                degraded("failures", &e);
+                return false;
+            }
+        };
+        if count == 1 {
+            let _: Result<bool, _> = self.redis.expire(&fails, self.window_secs, None).await;
+        }
+        if count < self.max_failures {
+            return false;
+        }
+        let lock = self.keys.key(&format!("lock:{user}"));
+        let locked: Result<(), _> = self
+            .redis
+            .set(
+                &lock,
+                1,
+                Some(fred::types::Expiration::EX(self.lockout_secs)),
+                None,
+                false,
+            )
+            .await;
+        let _: Result<i64, _> = self.redis.del(&fails).await;
+        match locked {
+            Ok(()) => true,
+            Err(e) => {
+                degraded("lock", &e);
+                false
+            }
+        }
+    }
+
+    pub async fn record_success(&self, user: &Uuid) {
+        let _: Result<i64, _> = self
+            .redis
+            .del(self.keys.key(&format!("fails:{user}")))
+            .await;
+    }
+
+    /// Counts a failed login from `client_ip` on `account` (a user id or the login that
+    /// named no account); `true` once, when the address crosses the suspicious threshold.
+    pub async fn record_source_failure(&self, client_ip: &str, account: &str) -> bool {
+        if client_ip.is_empty() {
+            return false;
+        }
+        let key = self.keys.key(&format!("source-fails:{client_ip}"));
+        let added: i64 = match self.redis.pfadd(&key, account.to_owned()).await {
+            Ok(added) => added,
+            Err(e) => {
+                degraded("sources", &e);
+                return false;
+            }
+        };
+        let _: Result<bool, _> = self.redis.expire(&key, self.window_secs, None).await;
+        if added == 0 {
+            return false;
+        }
+        let distinct: i64 = self.redis.pfcount(&key).await.unwrap_or(0);
+        distinct == self.suspicious_accounts
+    }
+}
