@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond Postgres and Redis (which the machine runs):
 #   - s3s-fs, an S3-compatible server (tests start one per test; `make run` one per stack)
-#   - promtool (Debian package `prometheus`), Prometheus' own linter for /metrics
+#   - Prometheus and Alertmanager (Debian packages `prometheus`, `prometheus-alertmanager`):
+#     promtool and amtool check the monitoring config and /metrics; the alert drill runs both
 # Idempotent: anything already installed is left alone.
 set -euo pipefail
 
@@ -16,22 +17,24 @@ else
   cargo install s3s-fs --version "${S3S_VERSION}" --locked --features binary
 fi
 
-if command -v promtool >/dev/null 2>&1; then
-  log "promtool present: $(command -v promtool)"
+pkgs=()
+command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
+command -v amtool >/dev/null 2>&1 || pkgs+=(prometheus-alertmanager)
+if [ "${#pkgs[@]}" -eq 0 ]; then
+  log "promtool and amtool present"
 else
-  log "installing promtool and amtool (Debian packages prometheus, prometheus-alertmanager)"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  log "installing ${pkgs[*]} (Prometheus, promtool, Alertmanager, amtool)"
+  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
-  # The packages start daemons on 9090/9093 where systemd runs; nothing here needs them.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # The packages start daemons where systemd runs; the alert drill starts its own.
   $SUDO systemctl stop prometheus prometheus-alertmanager 2>/dev/null || true
 fi
 
-for tool in psql redis-cli curl; do
+for tool in psql redis-cli curl python3; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     log "warning: $tool not found; scripts/dev-stack.sh and scripts/smoke-run.sh use it"
   fi
 done
+"$(dirname "$0")/install-deploy-deps.sh"
 log "test dependencies ready"

@@ -82,6 +82,9 @@ if curl -fs http://127.0.0.1:9000/metrics | grep -E '[0-9a-f]{8}-[0-9a-f]{4}-[0-
 fi
 say "every process's /metrics passes promtool and has its RED metrics"
 
+say "probe paths/ports of compose, chart and Dockerfile, and the healthcheck subcommand"
+python3 "${ROOT}/scripts/check-deploy.py" --live || fail "scripts/check-deploy.py --live"
+
 say "stopping the stack with SIGTERM"
 trap drop_db EXIT
 kill -TERM "$STACK"

@@ -90,6 +90,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     telemetry::metrics::record_build_info(SERVICE);
+    // From 0, so the first limited request shows in rate() (the auth routes are the ones
+    // attacks hit; other routes appear when first limited).
+    for endpoint in ["/api/v1/auth/login", "/api/v1/auth/register"] {
+        metrics::counter!(telemetry::metrics::RATE_LIMIT_HITS_TOTAL, "endpoint" => endpoint)
+            .increment(0);
+    }
     let lifecycle = Lifecycle::new();
     let redis = platform::redis::client(&settings.redis)?;
     platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);

@@ -107,6 +107,10 @@ pub struct ServerSettings {
     pub admin_port: u16,
     /// How long in-flight requests may take to finish once shutdown begins, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Serve the fault injection routes (`/admin/faults`) on the admin port, for drills.
+    /// Off unless turned on: anyone who reaches the admin port could break the service.
+    #[serde(default)]
+    pub fault_injection: bool,
 }
 
 impl ServerSettings {
@@ -167,7 +171,8 @@ pub struct AuthSettings {
     pub suspicious_accounts_per_ip: u32,
 }
 
-/// The development default of `auth.jwt_secret`, refused in production.
+/// The development default of `auth.jwt_secret`, refused outside the `local`,
+/// `development` and `test` environments.
 pub const DEV_JWT_SECRET: &str = "socialflow-dev-only-jwt-secret-change-me-please";
 
 impl AuthSettings {
@@ -181,7 +186,7 @@ impl AuthSettings {
                 "must be at least 32 bytes",
             ));
         }
-        if secret == DEV_JWT_SECRET && environment == "production" {
+        if secret == DEV_JWT_SECRET && !["local", "development", "test"].contains(&environment) {
             return Err(ConfigError::invalid(
                 "auth.jwt_secret",
                 "is the development default; set SOCIALFLOW__AUTH__JWT_SECRET",
@@ -276,6 +281,30 @@ mod tests {
         let message = err.to_string();
         assert!(message.contains("server.port"), "{message}");
         assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn the_development_jwt_key_is_refused_outside_development() {
+        let auth = |secret: &str| AuthSettings {
+            jwt_secret: secret.to_owned().into(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 3600,
+            max_failed_logins: 5,
+            failed_login_window_secs: 900,
+            lockout_secs: 900,
+            suspicious_accounts_per_ip: 5,
+        };
+        assert!(auth(DEV_JWT_SECRET).validate("local").is_ok());
+        for env in ["production", "prod", "staging"] {
+            let err = auth(DEV_JWT_SECRET).validate(env).expect_err(env);
+            assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+        }
+        assert!(auth("too-short").validate("local").is_err());
+        assert!(
+            auth("a-real-secret-of-more-than-32-bytes-here")
+                .validate("production")
+                .is_ok()
+        );
     }
 
     #[test]

@@ -54,14 +54,20 @@ where
     F: FnOnce(S, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
+    let healthcheck_mode = std::env::args().nth(1).as_deref() == Some("healthcheck");
     let settings = match load(&Sources::from_process()) {
         Ok(settings) => settings,
+        // Container runtimes reserve healthcheck exit code 2: there it is just "unhealthy".
+        Err(e) if healthcheck_mode => {
+            println!("{service}: not ready ({e})");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("{service}: {e}");
             return ExitCode::from(2);
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+    if healthcheck_mode {
         return healthcheck(service, settings.server());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -95,6 +101,13 @@ where
             Ok(()) => {
                 tracing::info!("stopped cleanly");
                 ExitCode::SUCCESS
+            }
+            // A setting only found wrong when used (an unparsable URL, say) is still a
+            // configuration error: one line naming the key, exit code 2.
+            Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+                tracing::error!(error = %e, "invalid configuration");
+                eprintln!("{service}: {e}");
+                ExitCode::from(2)
             }
             Err(e) => {
                 tracing::error!(error = format!("{e:#}"), "stopped on error");

@@ -55,6 +55,8 @@ pub struct ServiceSpec {
     /// probed, and is the one readiness depends on).
     pub other_dependencies: Vec<(String, Probe)>,
     pub shutdown_grace: Duration,
+    /// Whether the admin port serves the fault injection routes.
+    pub fault_injection: bool,
 }
 
 impl ServiceSpec {
@@ -72,6 +74,7 @@ impl ServiceSpec {
             pool,
             other_dependencies: Vec::new(),
             shutdown_grace: server.shutdown_grace(),
+            fault_injection: server.fault_injection,
         }
     }
 
@@ -105,7 +108,7 @@ pub async fn run(
             readiness: Checks::new(vec![database]),
             detailed: Checks::new(everything),
         },
-        Some(faults.clone()),
+        spec.fault_injection.then(|| faults.clone()),
     )?;
 
     if let Err(e) = crate::database::migrate(&spec.pool, spec.schema, spec.migrations).await {

@@ -195,7 +195,7 @@ fn describe() {
     );
     describe_gauge!(
         REDIS_CONNECTIONS_ACTIVE,
-        "Redis connections currently established."
+        "1 while this process's Redis client is connected, 0 while it is not."
     );
     describe_gauge!(
         FAULT_INJECTION_ACTIVE,

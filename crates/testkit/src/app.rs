@@ -186,6 +186,7 @@ impl TestApp {
             format!("test-secret-{}-0123456789abcdef", crate::unique_suffix()),
         );
         env.insert("SOCIALFLOW__ACTIVITY__REFRESH_SECS".into(), "1".into());
+        env.insert("SOCIALFLOW__SERVER__FAULT_INJECTION".into(), "true".into());
         // Rate limits out of the way unless a test sets its own.
         for class in ["LOGIN", "REGISTER", "ANONYMOUS", "AUTHENTICATED"] {
             env.insert(

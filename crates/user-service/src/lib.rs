@@ -70,6 +70,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    security::register_series();
     let pool = platform::database::pool(&settings.database)?;
     let redis = platform::redis::client(&settings.redis)?;
     platform::redis::spawn_connection_gauge(redis.clone(), SERVICE);

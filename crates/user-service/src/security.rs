@@ -25,6 +25,26 @@ pub fn security_event(event_type: &'static str, severity: &'static str, user_id:
     );
 }
 
+/// Creates every security series at 0 at start: a counter that first appears at 1 hides its
+/// first event from `rate()` and `increase()`, and the first account lock would not alert.
+pub fn register_series() {
+    use telemetry::metrics as m;
+    metrics::counter!(m::USER_REGISTRATIONS_TOTAL).increment(0);
+    for reason in ["unknown_user", "bad_password", "locked"] {
+        metrics::counter!(m::FAILED_LOGINS_TOTAL, "reason" => reason).increment(0);
+    }
+    for (event_type, severity) in [
+        ("account_locked", "medium"),
+        ("refresh_token_reuse", "high"),
+        ("credential_stuffing", "high"),
+    ] {
+        metrics::counter!(m::SECURITY_EVENTS_TOTAL, "event_type" => event_type, "severity" => severity)
+            .increment(0);
+    }
+    metrics::counter!(m::SUSPICIOUS_ACTIVITY_TOTAL, "activity_type" => "credential_stuffing")
+        .increment(0);
+}
+
 pub fn failed_login(reason: &'static str) {
     metrics::counter!(telemetry::metrics::FAILED_LOGINS_TOTAL, "reason" => reason).increment(1);
 }

@@ -149,3 +149,25 @@ async fn bad_faults_are_refused_and_faults_are_not_reachable_through_the_gateway
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_injection_is_not_served_unless_turned_on() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__SERVER__FAULT_INJECTION", "false")
+        .spawn()
+        .await;
+    let response = put_fault(
+        &app,
+        ServiceName::Video,
+        "GetVideo",
+        json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 1.0 }),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        app.admin_get(ServiceName::Video, "/admin/faults")
+            .await
+            .status(),
+        404
+    );
+}

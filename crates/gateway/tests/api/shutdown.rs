@@ -134,6 +134,17 @@ async fn sigterm_lets_a_slow_request_finish_turns_readiness_503_and_exits_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_setting_fails_start_with_one_line_naming_the_key() {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env("SOCIALFLOW__SERVER__PORT", "0")
+        .env("SOCIALFLOW__SERVER__ADMIN_PORT", "0")
+        .env("SOCIALFLOW__SERVICES__VIDEO", "not a url")
+        .output()
+        .await
+        .expect("gateway binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("services.video"), "{stderr}");
+
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env("SOCIALFLOW__SERVER__PORT", "eighty")
         .output()
         .await
