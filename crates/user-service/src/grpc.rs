@@ -334,13 +334,7 @@ impl UserService for UserApi {
         &self,
         request: Request<FollowRequest>,
     ) -> Result<Response<FollowResponse>, Status> {
-        let me = caller()?;
-        let target = parse_id("user_id", &request.get_ref().user_id)?;
-        if me == target {
-            return Err(Status::invalid_argument(
-                "user_id: you cannot follow yourself",
-            ));
-        }
+        let (me, target) = follow_pair(&request, "follow")?;
         if !self.store.follow(me, target).await? {
             return Err(Status::not_found(format!("no user with id {target}")));
         }
@@ -351,13 +345,7 @@ impl UserService for UserApi {
         &self,
         request: Request<FollowRequest>,
     ) -> Result<Response<FollowResponse>, Status> {
-        let me = caller()?;
-        let target = parse_id("user_id", &request.get_ref().user_id)?;
-        if me == target {
-            return Err(Status::invalid_argument(
-                "user_id: you cannot unfollow yourself",
-            ));
-        }
+        let (me, target) = follow_pair(&request, "unfollow")?;
         self.store.unfollow(me, target).await?;
         Ok(Response::new(FollowResponse {}))
     }
@@ -397,6 +385,18 @@ impl UserApi {
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
         }))
     }
+}
+
+/// The caller and the user they (un)follow, who must be someone else.
+fn follow_pair(request: &Request<FollowRequest>, verb: &str) -> Result<(Uuid, Uuid), Status> {
+    let me = caller()?;
+    let target = parse_id("user_id", &request.get_ref().user_id)?;
+    if me == target {
+        return Err(Status::invalid_argument(format!(
+            "user_id: you cannot {verb} yourself"
+        )));
+    }
+    Ok((me, target))
 }
 
 fn flag_credential_stuffing() {

@@ -159,21 +159,31 @@ pub async fn delete_me(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// `PUT` follows, `DELETE` unfollows; both idempotent.
+async fn set_following(
+    clients: &Clients,
+    id: &str,
+    follow: bool,
+) -> Result<HttpResponse, ApiError> {
+    let request = FollowRequest {
+        user_id: parse_id("id", id)?.to_string(),
+    };
+    let mut users = clients.users.clone();
+    if follow {
+        users.follow(request).await
+    } else {
+        users.unfollow(request).await
+    }
+    .map_err(|s| ApiError::from_status(USERS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 pub async fn follow(
     _me: Authenticated,
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id("id", &path)?;
-    clients
-        .users
-        .clone()
-        .follow(FollowRequest {
-            user_id: id.to_string(),
-        })
-        .await
-        .map_err(|s| ApiError::from_status(USERS, &s))?;
-    Ok(HttpResponse::NoContent().finish())
+    set_following(&clients, &path, true).await
 }
 
 pub async fn unfollow(
@@ -181,16 +191,7 @@ pub async fn unfollow(
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_id("id", &path)?;
-    clients
-        .users
-        .clone()
-        .unfollow(FollowRequest {
-            user_id: id.to_string(),
-        })
-        .await
-        .map_err(|s| ApiError::from_status(USERS, &s))?;
-    Ok(HttpResponse::NoContent().finish())
+    set_following(&clients, &path, false).await
 }
 
 #[derive(Debug, Serialize)]

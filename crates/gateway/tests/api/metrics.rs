@@ -1,31 +1,6 @@
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use testkit::{ServiceName, TestApp};
 
-/// Runs `promtool check metrics` on an exposition, as Prometheus' own linter.
-fn promtool_check(exposition: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed for this test; scripts/install-test-deps.sh installs it");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(exposition.as_bytes())
-        .expect("write metrics");
-    let output = child.wait_with_output().expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
+use crate::support::promtool_check;
 
 fn looks_like_uuid(value: &str) -> bool {
     value.len() >= 32
