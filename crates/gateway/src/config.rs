@@ -26,6 +26,12 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// actix-web worker threads.
     pub workers: usize,
+    /// Reverse proxies (load balancer, ingress) in front of the gateway that append to
+    /// `X-Forwarded-For`. 0: the client is the connection's peer. N: the client is the N-th
+    /// address from the right of `X-Forwarded-For` (anything further left is client-supplied
+    /// and not trusted). Rate limits and abuse detection key on this address.
+    #[serde(default)]
+    pub trusted_proxy_hops: usize,
 }
 
 /// One rate: `per_minute` sustained, up to `burst` at once.

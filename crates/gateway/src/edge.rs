@@ -26,6 +26,7 @@ pub struct Edge {
     redis: RedisClient,
     keys: KeySpace,
     limits: RateLimitSettings,
+    trusted_proxy_hops: usize,
 }
 
 impl Edge {
@@ -34,12 +35,14 @@ impl Edge {
         redis: RedisClient,
         keys: KeySpace,
         limits: RateLimitSettings,
+        trusted_proxy_hops: usize,
     ) -> Self {
         Self {
             jwt_secret: auth.jwt_secret.expose_secret().as_bytes().to_vec(),
             redis,
             keys,
             limits,
+            trusted_proxy_hops,
         }
     }
 }
@@ -70,11 +73,39 @@ fn caller(edge: &Edge, req: &ServiceRequest) -> Caller {
     }
 }
 
-/// The client's address as this process sees it (the peer of the connection).
+/// The client's address: the connection's peer, or with `hops` trusted proxies in front,
+/// the address the outermost of them saw (the `hops`-th entry from the right of
+/// `X-Forwarded-For`; entries further left are whatever the client claimed).
+pub fn client_address(req: &HttpRequest, hops: usize) -> String {
+    let peer = || {
+        req.peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    };
+    if hops == 0 {
+        return peer();
+    }
+    let forwarded: Vec<String> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|a| a.trim().to_owned())
+        .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(hops)
+        .and_then(|i| forwarded.get(i).cloned())
+        .unwrap_or_else(peer)
+}
+
+/// The client's address for this request, as [`client_address`] with the configured hops.
 pub fn client_ip(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default()
+    let hops = req
+        .app_data::<web::Data<Edge>>()
+        .map_or(0, |edge| edge.trusted_proxy_hops);
+    client_address(req, hops)
 }
 
 /// GCRA in one atomic round trip: the key holds the theoretical arrival time (ms). Answers
@@ -240,4 +271,36 @@ pub fn spawn_activity_gauges(redis: RedisClient, keys: KeySpace, every: Duration
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    #[test]
+    fn the_client_address_is_the_peer_or_what_the_trusted_proxy_saw() {
+        let peer: std::net::SocketAddr = "10.0.0.9:5555".parse().expect("addr");
+        let req = TestRequest::default()
+            .peer_addr(peer)
+            .insert_header(("x-forwarded-for", "6.6.6.6, 203.0.113.7"))
+            .to_http_request();
+        assert_eq!(
+            client_address(&req, 0),
+            "10.0.0.9",
+            "no proxy: the header is the client's word"
+        );
+        assert_eq!(
+            client_address(&req, 1),
+            "203.0.113.7",
+            "one proxy: its entry, not the spoofable one"
+        );
+        assert_eq!(client_address(&req, 2), "6.6.6.6");
+        assert_eq!(
+            client_address(&req, 3),
+            "10.0.0.9",
+            "fewer entries than hops: the peer"
+        );
+    }
 }

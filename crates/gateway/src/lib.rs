@@ -110,6 +110,7 @@ pub async fn run(
         redis.clone(),
         keys,
         settings.rate_limit.clone(),
+        settings.http.trusted_proxy_hops,
     ));
     let health = HealthState {
         service: SERVICE,
