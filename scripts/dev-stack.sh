@@ -73,6 +73,18 @@ else
   done
 fi
 
+# The gRPC ports 50051-50054 lie inside Linux's ephemeral port range, where any outgoing
+# connection (a pool's connection to Postgres, say) may take one as its local port just
+# before the service binds it. Where this user may, take the stack's ports out of that range
+# (only ephemeral port selection changes; nothing else is affected).
+RESERVED=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [ -w "$RESERVED" ] && ! grep -q '50051-50054' "$RESERVED" 2>/dev/null; then
+  current="$(cat "$RESERVED")"
+  if echo "${current:+$current,}8000,9000-9004,9900,50051-50054" > "$RESERVED" 2>/dev/null; then
+    log "reserved the stack's ports outside the ephemeral range (${RESERVED})"
+  fi
+fi
+
 # --- build and start --------------------------------------------------------------------
 log "building (cargo build --bins)"
 (cd "$ROOT" && cargo build --bins --quiet)

@@ -40,8 +40,8 @@ pub struct Listeners {
 impl Listeners {
     pub fn bind(server: &platform::config::ServerSettings) -> std::io::Result<Self> {
         Ok(Self {
-            http: std::net::TcpListener::bind((server.host.as_str(), server.port))?,
-            admin: std::net::TcpListener::bind((server.host.as_str(), server.admin_port))?,
+            http: platform::grpc::bind(&server.host, server.port, "server.port")?,
+            admin: platform::grpc::bind(&server.host, server.admin_port, "server.admin_port")?,
         })
     }
 }

@@ -24,9 +24,39 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(server: &ServerSettings) -> std::io::Result<Self> {
-        let grpc = tokio::net::TcpListener::bind((server.host.as_str(), server.port)).await?;
-        let admin = std::net::TcpListener::bind((server.host.as_str(), server.admin_port))?;
-        Ok(Self { grpc, admin })
+        let grpc = bind(&server.host, server.port, "server.port")?;
+        grpc.set_nonblocking(true)?;
+        let admin = bind(&server.host, server.admin_port, "server.admin_port")?;
+        Ok(Self {
+            grpc: tokio::net::TcpListener::from_std(grpc)?,
+            admin,
+        })
+    }
+}
+
+/// Binds `host:port`, waiting up to 10 s while the port is in use. A fixed port inside the
+/// kernel's ephemeral range (50051-50054 are, on Linux) can be held for a moment by some
+/// outgoing connection's local end; that passes, a second server on the port does not.
+/// The error names the address and the setting.
+pub fn bind(host: &str, port: u16, key: &str) -> std::io::Result<std::net::TcpListener> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpListener::bind((host, port)) {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                tracing::warn!(host, port, "port in use; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {host}:{port} (`{key}`): {e}"),
+                ));
+            }
+        }
     }
 }
 
