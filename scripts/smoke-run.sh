@@ -13,7 +13,8 @@ fail() { printf 'smoke: FAILED: %s\n' "$*" >&2; exit 1; }
 say() { printf 'smoke: %s\n' "$*"; }
 
 for port in 8000 9000 9001 9002 9003 9004 50051 50052 50053 50054; do
-  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:${port}/"; then
+  # A plain TCP connect: gRPC ports speak only HTTP/2, which curl's HTTP/1.1 would miss.
+  if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
     fail "port ${port} is already in use (is 'make run' running?)"
   fi
 done
