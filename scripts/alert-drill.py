@@ -8,6 +8,9 @@
 2. Turns on fault injection: video-service's GetVideo answers UNAVAILABLE. Drives traffic
    through the gateway and waits for HighErrorRate{service="video-service"} to reach the
    webhook. Turns the fault off, drives healthy traffic, waits for the resolved notification.
+   Then feeds alerts to a second Alertmanager running the shipped alertmanager.yml (delivery
+   redirected here): critical → PagerDuty, warning → team webhook, and a critical inhibits
+   the warnings of its own service only.
 3. Drives the rest of the traffic the dashboards show (logins that fail, lock an account,
    look like credential stuffing and hit the rate limit; authenticated requests; 4xx), then:
    - every metric any rule or dashboard references is exported by some process
@@ -109,6 +112,7 @@ class Webhook:
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))
                 payload = json.loads(self.rfile.read(length) or b"{}")
+                payload["_path"] = self.path
                 with hook.lock:
                     hook.notifications.append(payload)
                 self.send_response(200)
@@ -121,11 +125,16 @@ class Webhook:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def alerts(self, name: str, service: str, status: str) -> list[dict]:
+    def pagerduty_events(self) -> list[dict]:
+        with self.lock:
+            return [n for n in self.notifications if n["_path"] == "/pagerduty"]
+
+    def alerts(self, name: str, service: str, status: str, path: str = "/") -> list[dict]:
         with self.lock:
             return [
                 a
                 for n in self.notifications
+                if n["_path"] == path
                 for a in n.get("alerts", [])
                 if a.get("labels", {}).get("alertname") == name
                 and a.get("labels", {}).get("service") == service
@@ -192,6 +201,74 @@ receivers:
 """
         )
     return prom, am
+
+
+def real_alertmanager_config(tmp: str, hook_port: int) -> str:
+    """monitoring/alertmanager/alertmanager.yml as shipped, with only delivery redirected:
+    PagerDuty's API URL and the warnings webhook point at this script, secrets come from the
+    repo's fake local files, and waits are 1 s. Routing and inhibition are untouched."""
+    src = os.path.join(ROOT, "monitoring", "alertmanager")
+    dst = os.path.join(tmp, "real-am")
+    shutil.copytree(src, dst)
+    path = os.path.join(dst, "alertmanager.yml")
+    with open(path) as f:
+        text = f.read()
+    secrets = os.path.join(ROOT, "deploy", "compose", "secrets", "alertmanager") + "/"
+    text = text.replace("/etc/alertmanager/secrets/", secrets)
+    text = re.sub(r"(^\s*- )routing_key_file:(.*)$",
+                  rf"\1routing_key_file:\2\n        url: http://127.0.0.1:{hook_port}/pagerduty",
+                  text, flags=re.M)
+    text = re.sub(r"url: \"http://alert-webhook:8080/alertmanager\"",
+                  f'url: "http://127.0.0.1:{hook_port}/team"', text)
+    text = re.sub(r"(^\s*group_(?:wait|interval):\s*)\S+", r"\g<1>1s", text, flags=re.M)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def check_routing_and_inhibition(tmp: str, hook: "Webhook", procs: list) -> None:
+    """The shipped Alertmanager config, fed alerts through its API: a critical pages
+    PagerDuty, a warning goes to the team webhook, and a critical inhibits the warnings of
+    its own service only."""
+    port = free_port()
+    cfg = real_alertmanager_config(tmp, hook.port)
+    procs.append(subprocess.Popen(
+        ["prometheus-alertmanager", f"--config.file={cfg}", f"--storage.path={tmp}/real-am-data",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=open(os.path.join(tmp, "real-alertmanager.log"), "w"), stderr=subprocess.STDOUT,
+    ))
+    api = f"http://127.0.0.1:{port}/api/v2/alerts"
+    if not check(wait_until("the shipped Alertmanager config", 60,
+                            lambda: request("GET", f"http://127.0.0.1:{port}/-/ready")[0] == 200),
+                 "Alertmanager starts with monitoring/alertmanager/alertmanager.yml"):
+        return
+
+    def alert(name: str, service: str, severity: str) -> dict:
+        return {"labels": {"alertname": name, "service": service, "severity": severity},
+                "annotations": {"summary": f"drill {name}", "runbook_url": "docs/runbooks/README.md"}}
+
+    request("POST", api, [alert("DrillOutage", "video-service", "critical")])
+    check(wait_until("PagerDuty event", 30, lambda: any(
+        "DrillOutage" in json.dumps(e) for e in hook.pagerduty_events())),
+        "a critical alert reaches the PagerDuty receiver")
+    request("POST", api, [alert("DrillSlow", "video-service", "warning"),
+                          alert("DrillSlow", "payments-service", "warning")])
+    check(wait_until("warning for payments-service", 30,
+                     lambda: bool(hook.alerts("DrillSlow", "payments-service", "firing", "/team"))),
+          "a warning reaches the team-warnings webhook")
+
+    def state(service: str) -> dict:
+        _, body = request("GET", api + "?" + urllib.parse.urlencode({"filter": f'service="{service}"'}))
+        found = [a for a in json.loads(body or b"[]") if a["labels"]["alertname"] == "DrillSlow"]
+        return found[0]["status"] if found else {}
+
+    suppressed = state("video-service")
+    check(suppressed.get("state") == "suppressed" and bool(suppressed.get("inhibitedBy")),
+          f"the critical on video-service inhibits its warning ({suppressed})")
+    check(state("payments-service").get("state") == "active",
+          "a warning on another service is not inhibited")
+    check(not hook.alerts("DrillSlow", "video-service", "firing", "/team"),
+          "the inhibited warning is never delivered")
 
 
 # ----------------------------------------------------------------------------- traffic
@@ -360,6 +437,8 @@ def main() -> int:
 
         check(wait_until("HighErrorRate resolved", DEADLINE_RESOLVE, resolved),
               "the webhook received the resolved notification")
+
+        check_routing_and_inhibition(tmp, hook, procs)
 
         # --- every referenced metric is exported; every dashboard panel has data
         urls = [f"http://127.0.0.1:{p}/metrics" for p in ADMIN.values()]
