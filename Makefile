@@ -16,7 +16,7 @@ unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one proces
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace; \
 	else \
-		$(CARGO) test --workspace --all-targets --no-fail-fast; \
+		$(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=1; \
 	fi
 
 smoke: ## start the real binaries as `make run` does and check them from outside

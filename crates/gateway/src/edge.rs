@@ -10,7 +10,8 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, ResponseError, web};
 use chrono::Utc;
-use fred::prelude::{HyperloglogInterface, KeysInterface, LuaInterface};
+use fred::prelude::{ClientLike, HyperloglogInterface, KeysInterface};
+use fred::types::scripts::Script;
 use platform::config::AuthSettings;
 use platform::jwt;
 use platform::redis::{KeySpace, RedisClient};
@@ -126,6 +127,9 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
 return {1, 0}
 ";
 
+static GCRA_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::from_lua(GCRA));
+
 enum Verdict {
     Allowed,
     Limited { retry_after_secs: u64 },
@@ -137,12 +141,20 @@ async fn check_rate(
     subject: &str,
     rate: Rate,
 ) -> Result<Verdict, fred::error::Error> {
+    // Without a connection, answer at once (fail open or closed) instead of waiting out the
+    // command timeout on every request.
+    if !edge.redis.is_connected() {
+        return Err(fred::error::Error::new(
+            fred::error::ErrorKind::IO,
+            "Redis is not connected",
+        ));
+    }
     let interval_ms = (60_000 / u64::from(rate.per_minute)).max(1);
     let key = edge.keys.key(&format!("rl:{class}:{subject}"));
-    let answer: Vec<i64> = edge
-        .redis
-        .eval(
-            GCRA,
+    // EVALSHA; the script text is sent again only when Redis has not seen it (NOSCRIPT).
+    let answer: Vec<i64> = GCRA_SCRIPT
+        .evalsha_with_reload(
+            &edge.redis,
             vec![key],
             vec![interval_ms.to_string(), rate.burst.to_string()],
         )
@@ -161,11 +173,16 @@ fn record_activity(edge: &Edge, user: Uuid) {
         .keys
         .key(&format!("active:{}", Utc::now().format("%Y-%m-%d")));
     let redis = edge.redis.clone();
+    if !redis.is_connected() {
+        return;
+    }
     tokio::spawn(async move {
-        let added: Result<i64, _> = redis.pfadd(&key, user.to_string()).await;
-        if added.is_ok() {
-            // Kept a little longer than the 30 days MAU reads.
-            let _: Result<bool, _> = redis.expire(&key, 35 * 24 * 3600, None).await;
+        // 1 when the estimate changed, which includes creating the key: only then does the
+        // expiry need setting (kept a little longer than the 30 days MAU reads).
+        if let Ok(1) = redis.pfadd::<i64, _, _>(&key, user.to_string()).await {
+            let _: Result<bool, _> = redis
+                .expire(&key, 35 * 24 * 3600, Some(fred::types::ExpireOptions::NX))
+                .await;
         }
     });
 }

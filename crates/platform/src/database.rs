@@ -112,7 +112,7 @@ impl Db {
         .await
     }
 
-    /// The first row of `sql`, if any.
+    /// The row of `sql`, if any (an error if there are several).
     pub async fn query_opt(
         &self,
         operation: &'static str,
@@ -120,11 +120,13 @@ impl Db {
         sql: &str,
         params: Params<'_>,
     ) -> Result<Option<tokio_postgres::Row>, DbError> {
-        Ok(self
-            .query(operation, table, sql, params)
-            .await?
-            .into_iter()
-            .next())
+        async {
+            let conn = self.pool.get().await?;
+            let stmt = conn.prepare_cached(sql).await?;
+            Ok(conn.query_opt(&stmt, params).await?)
+        }
+        .instrument(db_span(operation, table))
+        .await
     }
 
     /// The row `sql` must return (an `INSERT … RETURNING`, say).
@@ -304,6 +306,14 @@ impl From<DbError> for tonic::Status {
             DbError::Pool(_) => tonic::Status::unavailable(format!(
                 "the database is unavailable; try again (request {request_id})"
             )),
+            // statement_timeout: the database did not answer in time.
+            DbError::Query(q)
+                if q.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) =>
+            {
+                tonic::Status::deadline_exceeded(format!(
+                    "the database did not answer in time (request {request_id})"
+                ))
+            }
             DbError::Query(_) | DbError::NoRow => {
                 tonic::Status::internal(format!("internal error (request {request_id})"))
             }

@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use uuid::Uuid;
 
 pub const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -51,8 +51,13 @@ impl Cursor {
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
+        // Only times Postgres can compare: a forged token far outside them would otherwise
+        // fail the query (a 500) instead of being refused here (a 400).
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|t| (1970..=9999).contains(&t.year()))
+            .ok_or_else(invalid)?;
         Ok(Self {
-            created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+            created_at,
             id: Uuid::parse_str(id).map_err(|_| invalid())?,
         })
     }
@@ -76,6 +81,15 @@ mod tests {
             id: Uuid::new_v4(),
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
+        let far_past = URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            -400_000_000_000_000_000_i64,
+            Uuid::new_v4()
+        ));
+        assert!(
+            Cursor::decode(&far_past).is_err(),
+            "a time Postgres cannot hold"
+        );
         for garbage in [
             "",
             "!!!",

@@ -67,7 +67,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let start = Instant::now();
-        let method = req.method().as_str().to_owned();
+        let method = method_label(req.method());
         let route = req
             .match_pattern()
             .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned());
@@ -134,7 +134,7 @@ where
                     };
                     let elapsed = start.elapsed().as_secs_f64();
                     record(
-                        &method,
+                        method,
                         &labels_route,
                         status,
                         elapsed,
@@ -191,6 +191,25 @@ where
     }
 }
 
+/// The request method as a label: the standard ones by name, anything else `_OTHER` (the
+/// semantic conventions' value), since a client may send any token as a method and each
+/// would otherwise become new time series.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 /// One request counted in `active_connections` while this value lives.
 struct InFlight;
 
@@ -208,7 +227,7 @@ impl Drop for InFlight {
 }
 
 fn record(
-    method: &str,
+    method: &'static str,
     route: &str,
     status: u16,
     elapsed: f64,
@@ -216,18 +235,17 @@ fn record(
     response_size: Option<u64>,
     error_kind: Option<ErrorKind>,
 ) {
-    let method = method.to_owned();
     let endpoint = route.to_owned();
     metrics::counter!(
         m::HTTP_REQUESTS_TOTAL,
-        "method" => method.clone(),
+        "method" => method,
         "endpoint" => endpoint.clone(),
         "status_code" => status.to_string()
     )
     .increment(1);
-    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method.clone(), "endpoint" => endpoint.clone())
+    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "endpoint" => endpoint.clone())
         .record(elapsed);
-    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method.clone(), "endpoint" => endpoint.clone())
+    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method, "endpoint" => endpoint.clone())
         .record(request_size as f64);
     if let Some(size) = response_size {
         metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint.clone())
@@ -237,5 +255,25 @@ fn record(
         let error_type = error_kind.map_or_else(|| format!("http_{status}"), |k| k.0.to_owned());
         metrics::counter!(m::ERRORS_TOTAL, "error_type" => error_type, "endpoint" => endpoint)
             .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::Method;
+
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FOO1").expect("token")),
+            "_OTHER"
+        );
+        assert_eq!(
+            method_label(&Method::from_bytes(b"FOO2").expect("token")),
+            "_OTHER"
+        );
     }
 }

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::crypto;
 use crate::domain::{AvatarUrl, Bio, DisplayName, Email, InvalidField, NewPassword, Username};
-use crate::security::{LoginGuard, failed_login, security_event};
-use crate::store::{CreateError, Rotation, Store, User};
+use crate::security::{LoginGuard, account_key, failed_login, security_event};
+use crate::store::{CreateError, Followed, Rotation, Store, User};
 
 const BAD_CREDENTIALS: &str = "invalid login or password";
 
@@ -159,41 +159,43 @@ impl UserService for UserApi {
         if r.password.is_empty() {
             return Err(Status::invalid_argument("password: is required"));
         }
-        let Some((user_id, hash)) = self.store.credentials(r.login.trim()).await? else {
-            // Same work and the same answer as a wrong password: nothing tells whether the
-            // account exists.
-            let _ = crypto::verify_password(r.password, None).await;
-            failed_login("unknown_user");
-            if self
-                .guard
-                .record_source_failure(&r.client_ip, &r.login.trim().to_lowercase())
-                .await
-            {
-                flag_credential_stuffing();
-            }
-            return Err(Status::unauthenticated(BAD_CREDENTIALS));
-        };
-        if let Some(seconds) = self.guard.locked_for(&user_id).await {
+        let login = r.login.trim();
+        let found = self.store.credentials(login).await?;
+        let account = account_key(found.as_ref().map(|(id, _)| id), login);
+        // Locked or not, unknown or not: the same checks in the same order, so neither the
+        // answers nor their timing tell which accounts exist.
+        if let Some(seconds) = self.guard.locked_for(&account).await {
             failed_login("locked");
             return Err(Status::resource_exhausted(format!(
                 "this account is locked after too many failed logins; try again in {seconds} seconds"
             )));
         }
+        let (user_id, hash) = match found {
+            Some((id, hash)) => (Some(id), hash),
+            None => (None, None),
+        };
         if !crypto::verify_password(r.password, hash).await {
-            failed_login("bad_password");
-            if self.guard.record_failure(&user_id).await {
-                security_event("account_locked", "medium", Some(&user_id));
+            failed_login(if user_id.is_some() {
+                "bad_password"
+            } else {
+                "unknown_user"
+            });
+            if self.guard.record_failure(&account).await {
+                security_event("account_locked", "medium", user_id.as_ref());
             }
             if self
                 .guard
-                .record_source_failure(&r.client_ip, &user_id.to_string())
+                .record_source_failure(&r.client_ip, &account)
                 .await
             {
                 flag_credential_stuffing();
             }
             return Err(Status::unauthenticated(BAD_CREDENTIALS));
         }
-        self.guard.record_success(&user_id).await;
+        let Some(user_id) = user_id else {
+            return Err(Status::unauthenticated(BAD_CREDENTIALS));
+        };
+        self.guard.record_success(&account).await;
         let tokens = self.issue_tokens(user_id, Uuid::new_v4()).await?;
         tracing::info!(user_id = %user_id, "logged in");
         Ok(Response::new(tokens))
@@ -335,10 +337,11 @@ impl UserService for UserApi {
         request: Request<FollowRequest>,
     ) -> Result<Response<FollowResponse>, Status> {
         let (me, target) = follow_pair(&request, "follow")?;
-        if !self.store.follow(me, target).await? {
-            return Err(Status::not_found(format!("no user with id {target}")));
+        match self.store.follow(me, target).await? {
+            Followed::Yes => Ok(Response::new(FollowResponse {})),
+            Followed::NoFollower => Err(Status::not_found("this account no longer exists")),
+            Followed::NoFollowee => Err(Status::not_found(format!("no user with id {target}"))),
         }
-        Ok(Response::new(FollowResponse {}))
     }
 
     async fn unfollow(

@@ -2,7 +2,8 @@
 //! client address failing on many accounts is flagged. Redis trouble never blocks a login:
 //! the checks fail open and say so in the log.
 
-use fred::prelude::{HyperloglogInterface, KeysInterface};
+use fred::prelude::{ClientLike, HyperloglogInterface, KeysInterface};
+use fred::types::ExpireOptions;
 use platform::config::AuthSettings;
 use platform::redis::{KeySpace, RedisClient};
 use uuid::Uuid;
@@ -63,6 +64,16 @@ fn degraded(what: &str, e: &fred::error::Error) {
     tracing::warn!(error = %e, check = what, "login protection unavailable (Redis); failing open");
 }
 
+/// The key an account's failures and lock live under: its user id, or for a login that
+/// names no account, the login itself, so unknown logins lock exactly like real ones and the
+/// answers never tell which accounts exist.
+pub fn account_key(user: Option<&Uuid>, login: &str) -> String {
+    match user {
+        Some(id) => id.to_string(),
+        None => format!("login:{}", login.trim().to_lowercase()),
+    }
+}
+
 impl LoginGuard {
     pub fn new(redis: RedisClient, keys: KeySpace, auth: &AuthSettings) -> Self {
         Self {
@@ -75,11 +86,27 @@ impl LoginGuard {
         }
     }
 
+    /// Without a connection, fail open at once rather than wait out the command timeout on
+    /// every login.
+    fn available(&self, what: &str) -> bool {
+        let up = self.redis.is_connected();
+        if !up {
+            tracing::warn!(
+                check = what,
+                "login protection unavailable (Redis not connected); failing open"
+            );
+        }
+        up
+    }
+
     /// Seconds left on the account's lock, if it is locked.
-    pub async fn locked_for(&self, user: &Uuid) -> Option<u64> {
+    pub async fn locked_for(&self, account: &str) -> Option<u64> {
+        if !self.available("lock") {
+            return None;
+        }
         match self
             .redis
-            .ttl::<i64, _>(self.keys.key(&format!("lock:{user}")))
+            .ttl::<i64, _>(self.keys.key(&format!("lock:{account}")))
             .await
         {
             Ok(ttl) if ttl > 0 => u64::try_from(ttl).ok(),
@@ -92,8 +119,11 @@ impl LoginGuard {
     }
 
     /// Counts a failed login; `true` when this failure locked the account.
-    pub async fn record_failure(&self, user: &Uuid) -> bool {
-        let fails = self.keys.key(&format!("fails:{user}"));
+    pub async fn record_failure(&self, account: &str) -> bool {
+        if !self.available("failures") {
+            return false;
+        }
+        let fails = self.keys.key(&format!("fails:{account}"));
         let count: i64 = match self.redis.incr(&fails).await {
             Ok(n) => n,
             Err(e) => {
@@ -101,13 +131,16 @@ impl LoginGuard {
                 return false;
             }
         };
-        if count == 1 {
-            let _: Result<bool, _> = self.redis.expire(&fails, self.window_secs, None).await;
-        }
+        // NX on every failure, not only the first: should setting the expiry ever fail, the
+        // next failure sets it, and old failures cannot pile up into a lock.
+        let _: Result<bool, _> = self
+            .redis
+            .expire(&fails, self.window_secs, Some(ExpireOptions::NX))
+            .await;
         if count < self.max_failures {
             return false;
         }
-        let lock = self.keys.key(&format!("lock:{user}"));
+        let lock = self.keys.key(&format!("lock:{account}"));
         let locked: Result<(), _> = self
             .redis
             .set(
@@ -128,17 +161,20 @@ impl LoginGuard {
         }
     }
 
-    pub async fn record_success(&self, user: &Uuid) {
+    pub async fn record_success(&self, account: &str) {
+        if !self.available("failures") {
+            return;
+        }
         let _: Result<i64, _> = self
             .redis
-            .del(self.keys.key(&format!("fails:{user}")))
+            .del(self.keys.key(&format!("fails:{account}")))
             .await;
     }
 
-    /// Counts a failed login from `client_ip` on `account` (a user id or the login that
-    /// named no account); `true` once, when the address crosses the suspicious threshold.
+    /// Counts a failed login from `client_ip` on `account`; `true` once per window, when the
+    /// address has failed on `suspicious_accounts_per_ip` distinct accounts or more.
     pub async fn record_source_failure(&self, client_ip: &str, account: &str) -> bool {
-        if client_ip.is_empty() {
+        if client_ip.is_empty() || !self.available("sources") {
             return false;
         }
         let key = self.keys.key(&format!("source-fails:{client_ip}"));
@@ -149,11 +185,29 @@ impl LoginGuard {
                 return false;
             }
         };
-        let _: Result<bool, _> = self.redis.expire(&key, self.window_secs, None).await;
+        let _: Result<bool, _> = self
+            .redis
+            .expire(&key, self.window_secs, Some(ExpireOptions::NX))
+            .await;
         if added == 0 {
             return false;
         }
         let distinct: i64 = self.redis.pfcount(&key).await.unwrap_or(0);
-        distinct == self.suspicious_accounts
+        if distinct < self.suspicious_accounts {
+            return false;
+        }
+        // Flag once per window however the count got past the threshold.
+        let flagged = self.keys.key(&format!("source-flagged:{client_ip}"));
+        let first: Result<Option<String>, _> = self
+            .redis
+            .set(
+                &flagged,
+                1,
+                Some(fred::types::Expiration::EX(self.window_secs)),
+                Some(fred::types::SetOptions::NX),
+                false,
+            )
+            .await;
+        matches!(first, Ok(Some(_)))
     }
 }

@@ -52,6 +52,16 @@ pub enum CreateError {
     Db(#[from] DbError),
 }
 
+/// What asking to follow led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    Yes,
+    /// The follower's account is gone.
+    NoFollower,
+    /// The account to follow does not exist.
+    NoFollowee,
+}
+
 /// What presenting a refresh token led to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rotation {
@@ -282,8 +292,9 @@ impl Store {
     }
 
     /// `follower` follows `followee`; following twice changes nothing. `false` when
-    /// `followee` does not exist.
-    pub async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<bool, DbError> {
+    /// either account does not exist (the follower's may have been deleted since its access
+    /// token was issued).
+    pub async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<Followed, DbError> {
         let result = self
             .db
             .execute(
@@ -295,8 +306,14 @@ impl Store {
             )
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.sqlstate() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => Ok(false),
+            Ok(_) => Ok(Followed::Yes),
+            Err(e) if e.sqlstate() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                Ok(if e.constraint() == Some("follows_follower_id_fkey") {
+                    Followed::NoFollower
+                } else {
+                    Followed::NoFollowee
+                })
+            }
             Err(e) => Err(e),
         }
     }

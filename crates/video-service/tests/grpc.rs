@@ -29,7 +29,11 @@ async fn video_service_refuses_bad_ids_page_sizes_and_tokens() {
         .await
         .expect_err("bad id");
     assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("id"), "{}", err.message());
+    assert!(
+        err.message().starts_with("id must be a UUID"),
+        "{}",
+        err.message()
+    );
 
     let err = videos
         .list_videos(ListVideosRequest {

@@ -430,7 +430,9 @@ async fn a_reused_refresh_token_revokes_its_family_and_counts_a_security_event()
     login(&app, "ann", &ann.password).await;
 
     let line = wait_for_log("for the refresh token reuse", |l| {
-        l["event_category"] == "security" && l["event_type"] == "refresh_token_reuse"
+        l["event_category"] == "security"
+            && l["event_type"] == "refresh_token_reuse"
+            && l["user_id"] == ann.id.as_str()
     })
     .await;
     assert_eq!(line["severity"], "high", "{line}");

@@ -3,10 +3,23 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use testkit::{ServiceName, TestApp};
 
+use crate::support::metric_value;
+
+const ACTIVE: &str =
+    r#"fault_injection_active{service="video-service",rpc="GetVideo",kind="error"}"#;
+
 async fn put_fault(app: &TestApp, name: ServiceName, rpc: &str, fault: Value) -> reqwest::Response {
     app.http
         .put(format!("{}/admin/faults/{rpc}", app.admin_url(name)))
         .json(&fault)
+        .send()
+        .await
+        .expect("admin answers")
+}
+
+async fn clear_fault(app: &TestApp, name: ServiceName, rpc: &str) -> reqwest::Response {
+    app.http
+        .delete(format!("{}/admin/faults/{rpc}", app.admin_url(name)))
         .send()
         .await
         .expect("admin answers")
@@ -49,32 +62,30 @@ async fn an_injected_error_fails_the_rpc_is_measured_and_is_turned_off_again() {
     assert_eq!(app.get("/api/v1/videos").await.status(), 200);
 
     let text = metrics_text(&app, ServiceName::Video).await;
-    assert!(
-        text.contains(
-            r#"fault_injection_active{service="video-service",rpc="GetVideo",kind="error"} 1"#
+    assert_eq!(metric_value(&text, ACTIVE), 1.0, "{text}");
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"grpc_server_handled_total{grpc_service="socialflow.video.v1.VideoService",grpc_method="GetVideo",grpc_code="Unavailable"}"#
         ),
-        "{text}"
+        1.0
     );
-    assert!(text.contains(r#"grpc_server_handled_total{grpc_service="socialflow.video.v1.VideoService",grpc_method="GetVideo",grpc_code="Unavailable"} 1"#));
-    assert!(text.contains(
-        r#"http_requests_total{method="GET",endpoint="/api/v1/videos/{id}",status_code="503"} 1"#
-    ));
+    assert_eq!(
+        metric_value(
+            &text,
+            r#"http_requests_total{method="GET",endpoint="/api/v1/videos/{id}",status_code="503"}"#
+        ),
+        1.0
+    );
 
-    let off = app
-        .http
-        .delete(format!(
-            "{}/admin/faults/GetVideo",
-            app.admin_url(ServiceName::Video)
-        ))
-        .send()
-        .await
-        .expect("admin answers");
+    let off = clear_fault(&app, ServiceName::Video, "GetVideo").await;
     assert_eq!(off.status(), 204);
     assert_eq!(app.get(&format!("/api/v1/videos/{id}")).await.status(), 200);
     let text = metrics_text(&app, ServiceName::Video).await;
     assert!(text.contains(
         r#"fault_injection_active{service="video-service",rpc="GetVideo",kind="error"} 0"#
     ));
+    assert_eq!(metric_value(&text, ACTIVE), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,15 +141,7 @@ async fn bad_faults_are_refused_and_faults_are_not_reachable_through_the_gateway
             "{body}"
         );
     }
-    let gone = app
-        .http
-        .delete(format!(
-            "{}/admin/faults/GetVideo",
-            app.admin_url(ServiceName::Video)
-        ))
-        .send()
-        .await
-        .expect("admin answers");
+    let gone = clear_fault(&app, ServiceName::Video, "GetVideo").await;
     assert_eq!(gone.status(), 404);
     // Not on the public port, and the gateway has no RPCs to break.
     assert_eq!(app.get("/admin/faults").await.status(), 404);

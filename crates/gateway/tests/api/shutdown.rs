@@ -87,28 +87,39 @@ async fn sigterm_lets_a_slow_request_finish_turns_readiness_503_and_exits_0() {
         .expect("kill runs");
     assert!(killed.success());
 
-    let mut saw_503 = false;
+    // A client without pooled connections: every request below opens a new one.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    let (mut saw_503, mut saw_refused) = (false, false);
     while !slow.is_finished() {
         if readiness(&app.http, admin_port).await == Some(503) {
             saw_503 = true;
         }
+        if saw_503
+            && !saw_refused
+            && fresh
+                .get(format!("http://127.0.0.1:{port}/health"))
+                .send()
+                .await
+                .is_err()
+        {
+            saw_refused = true;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(saw_503, "readiness answered 503 while the request drained");
+    assert!(
+        saw_refused,
+        "new connections were refused while the request drained"
+    );
 
     let (status, body, took) = slow.await.expect("request task");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["stats"]["views"], 7, "the slow hop completed: {body}");
     assert!(took > Duration::from_millis(500));
-
-    // New connections are refused once draining.
-    let refused = app
-        .http
-        .get(format!("http://127.0.0.1:{port}/health"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
-    assert!(refused.is_err() || refused.is_ok_and(|r| r.status() != 200));
 
     let exit = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
         .await
