@@ -91,11 +91,25 @@ pub fn valid_rpc_name(rpc: &str) -> bool {
     !rpc.is_empty() && rpc.len() <= 64 && rpc.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
+/// What an active fault does to a call, decided once when it is turned on.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Delay(Duration),
+    Fail(tonic::Code),
+}
+
+#[derive(Debug, Clone)]
+struct Active {
+    fault: Fault,
+    action: Action,
+    ratio: f64,
+}
+
 /// The faults active in one process.
 #[derive(Clone)]
 pub struct Faults {
     service: &'static str,
-    active: Arc<RwLock<HashMap<String, Fault>>>,
+    active: Arc<RwLock<HashMap<String, Active>>>,
 }
 
 impl Faults {
@@ -107,7 +121,14 @@ impl Faults {
     }
 
     pub fn list(&self) -> HashMap<String, Fault> {
-        self.active.read().map(|m| m.clone()).unwrap_or_default()
+        self.active
+            .read()
+            .map(|m| {
+                m.iter()
+                    .map(|(rpc, a)| (rpc.clone(), a.fault.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Turns on `fault` for `rpc`, replacing any fault it had.
@@ -117,14 +138,25 @@ impl Faults {
                 "rpc must be a method name such as GetVideo, got `{rpc}`"
             ));
         }
-        fault.validate()?;
+        let action = match (fault.validate()?, &fault) {
+            (Some(code), _) => Action::Fail(code),
+            (None, Fault::Latency { delay_ms, .. }) => {
+                Action::Delay(Duration::from_millis(*delay_ms))
+            }
+            (None, Fault::Error { .. }) => return Err("an error fault needs a code".to_owned()),
+        };
+        let active = Active {
+            fault: fault.clone(),
+            action,
+            ratio: fault.ratio(),
+        };
         let previous = self
             .active
             .write()
             .map_err(|_| "fault table unavailable".to_owned())?
-            .insert(rpc.to_owned(), fault.clone());
+            .insert(rpc.to_owned(), active);
         if let Some(previous) = previous {
-            self.gauge(rpc, previous.kind()).set(0.0);
+            self.gauge(rpc, previous.fault.kind()).set(0.0);
         }
         self.gauge(rpc, fault.kind()).set(1.0);
         tracing::warn!(rpc, fault = ?fault, "fault injection turned on");
@@ -135,8 +167,8 @@ impl Faults {
     pub fn clear(&self, rpc: &str) -> bool {
         let removed = self.active.write().ok().and_then(|mut m| m.remove(rpc));
         match removed {
-            Some(fault) => {
-                self.gauge(rpc, fault.kind()).set(0.0);
+            Some(active) => {
+                self.gauge(rpc, active.fault.kind()).set(0.0);
                 tracing::warn!(rpc, "fault injection turned off");
                 true
             }
@@ -153,13 +185,13 @@ impl Faults {
         )
     }
 
-    fn for_path(&self, path: &str) -> Option<Fault> {
+    fn for_path(&self, path: &str) -> Option<(Action, f64)> {
         let method = path.rsplit('/').next()?;
         let active = self.active.read().ok()?;
         if active.is_empty() {
             return None;
         }
-        active.get(method).cloned()
+        active.get(method).map(|a| (a.action, a.ratio))
     }
 }
 
@@ -219,21 +251,20 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = telemetry::grpc::take_ready(&mut self.inner);
         let fault = self
             .faults
             .for_path(req.uri().path())
-            .filter(|f| roll() < f.ratio());
+            .filter(|(_, ratio)| roll() < *ratio)
+            .map(|(action, _)| action);
         Box::pin(async move {
             match fault {
                 None => inner.call(req).await,
-                Some(Fault::Latency { delay_ms, .. }) => {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                Some(Action::Delay(delay)) => {
+                    tokio::time::sleep(delay).await;
                     inner.call(req).await
                 }
-                Some(Fault::Error { code, .. }) => {
-                    let code = parse_code(&code).unwrap_or(tonic::Code::Unavailable);
+                Some(Action::Fail(code)) => {
                     Ok(tonic::Status::new(code, "injected fault").into_http())
                 }
             }

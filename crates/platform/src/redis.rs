@@ -31,24 +31,14 @@ pub fn client(settings: &RedisSettings) -> Result<RedisClient, ConfigError> {
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
         .build()
         .map_err(|e| ConfigError::invalid("redis", e))?;
-    // The handle is the connection task; it ends when the client quits.
-    let _connection = client.init_background();
+    // The connection task; it ends when the client quits.
+    let connection = client.connect();
+    tokio::spawn(async move {
+        if let Ok(Err(e)) = connection.await {
+            tracing::warn!(error = %e, "redis connection task ended");
+        }
+    });
     Ok(client)
-}
-
-trait InitBackground {
-    fn init_background(&self) -> tokio::task::JoinHandle<()>;
-}
-
-impl InitBackground for RedisClient {
-    fn init_background(&self) -> tokio::task::JoinHandle<()> {
-        let handle = self.connect();
-        tokio::spawn(async move {
-            if let Ok(Err(e)) = handle.await {
-                tracing::warn!(error = %e, "redis connection task ended");
-            }
-        })
-    }
 }
 
 /// `PING`: the readiness and `/health/detailed` probe.

@@ -29,6 +29,13 @@ enum Side {
     Client,
 }
 
+/// The service that `poll_ready` drove to readiness, leaving a clone in its place: the one
+/// to call (tower's usual dance for `Clone` services called from a boxed future).
+pub fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
+}
+
 /// `/socialflow.video.v1.VideoService/GetVideo` → (`socialflow.video.v1.VideoService`, `GetVideo`).
 fn split_path(path: &str) -> (String, String) {
     let trimmed = path.trim_start_matches('/');
@@ -246,9 +253,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        // The clone that was driven to readiness is the one we call (tower's usual dance).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
 
         let (service, method) = split_path(req.uri().path());
         let headers = req.headers();
@@ -324,8 +329,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
 
         let (service, method) = split_path(req.uri().path());
         let span = tracing::info_span!(

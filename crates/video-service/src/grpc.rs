@@ -50,21 +50,18 @@ impl VideoService for VideoApi {
         let raw = &request.get_ref().id;
         let id = Uuid::parse_str(raw)
             .map_err(|_| Status::invalid_argument(format!("id must be a UUID, got `{raw}`")))?;
-        let video = self
-            .store
-            .video(id)
-            .await?
-            .ok_or_else(|| Status::not_found(format!("no video with id {id}")))?;
-        // Counts are secondary: when engagement-service is down the video is still shown,
-        // without them, rather than failing the whole page.
-        let stats = match self
-            .engagement
-            .clone()
-            .get_video_stats(GetVideoStatsRequest {
+        // The row and the counts are independent: ask for both at once.
+        let mut engagement = self.engagement.clone();
+        let (video, counts) = tokio::join!(
+            self.store.video(id),
+            engagement.get_video_stats(GetVideoStatsRequest {
                 video_id: id.to_string(),
             })
-            .await
-        {
+        );
+        let video = video?.ok_or_else(|| Status::not_found(format!("no video with id {id}")))?;
+        // Counts are secondary: when engagement-service is down the video is still shown,
+        // without them, rather than failing the whole page.
+        let stats = match counts {
             Ok(response) => {
                 let r = response.into_inner();
                 Some(VideoStats {

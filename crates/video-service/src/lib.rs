@@ -1,7 +1,6 @@
 //! video-service: video metadata (schema `videos`) and the bucket holding the files; asks
 //! engagement-service for counts.
 
-pub mod domain;
 mod grpc;
 mod store;
 

@@ -1,2 +1,0 @@
-//! Rules about videos, free of I/O and of protobuf. Pagination is shared:
-//! [`platform::pagination`].
