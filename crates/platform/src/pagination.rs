@@ -29,7 +29,38 @@ impl PageSize {
     }
 }
 
-/// Position after the last video of a page.
+/// A list request's `page_size` and `page_token`, checked: the size within bounds, the
+/// token one this service issued (empty for the first page).
+pub fn parse_request(
+    page_size: u32,
+    page_token: &str,
+) -> Result<(PageSize, Option<Cursor>), String> {
+    let size = PageSize::parse(page_size)?;
+    let cursor = match page_token {
+        "" => None,
+        token => Some(Cursor::decode(token)?),
+    };
+    Ok((size, cursor))
+}
+
+/// Cuts the `size + 1` rows a page query fetched down to `size`, and gives the cursor of
+/// the next page when the extra row shows there is one.
+pub fn split_page<T>(
+    mut rows: Vec<T>,
+    size: PageSize,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<Cursor>) {
+    let size = size.get() as usize;
+    if rows.len() > size {
+        rows.truncate(size);
+        let next = rows.last().map(cursor_of);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+/// Position after the last item of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: DateTime<Utc>,

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use platform::config::AuthSettings;
 use platform::jwt::{self, Claims};
-use platform::pagination::{Cursor, PageSize};
+use platform::pagination::parse_request;
 use proto::user::v1::user_service_server::UserService;
 use proto::user::v1::{
     DeleteAccountRequest, DeleteAccountResponse, FollowRequest, FollowResponse, GetMeRequest,
@@ -117,15 +117,6 @@ impl From<CreateError> for Status {
             CreateError::Db(e) => e.into(),
         }
     }
-}
-
-fn page(size: u32, token: &str) -> Result<(PageSize, Option<Cursor>), Status> {
-    let size = PageSize::parse(size).map_err(Status::invalid_argument)?;
-    let cursor = match token {
-        "" => None,
-        token => Some(Cursor::decode(token).map_err(Status::invalid_argument)?),
-    };
-    Ok((size, cursor))
 }
 
 #[tonic::async_trait]
@@ -314,10 +305,8 @@ impl UserService for UserApi {
                 avatar.as_ref().map(|a| a.as_ref().map(AvatarUrl::as_str)),
             )
             .await?;
-        if !updated {
-            return Err(Status::not_found("this account no longer exists"));
-        }
-        self.get_me(Request::new(GetMeRequest {})).await
+        let user = updated.ok_or_else(|| Status::not_found("this account no longer exists"))?;
+        Ok(Response::new(private(&user)))
     }
 
     async fn delete_account(
@@ -375,14 +364,16 @@ impl UserApi {
         followers: bool,
     ) -> Result<Response<ListFollowsResponse>, Status> {
         let user = parse_id("user_id", &r.user_id)?;
-        let (size, cursor) = page(r.page_size, &r.page_token)?;
-        if self.store.user(user).await?.is_none() {
-            return Err(Status::not_found(format!("no user with id {user}")));
-        }
+        let (size, cursor) =
+            parse_request(r.page_size, &r.page_token).map_err(Status::invalid_argument)?;
         let (users, next) = self
             .store
             .follows_page(user, followers, size, cursor)
             .await?;
+        // Only an empty page can mean the user does not exist.
+        if users.is_empty() && self.store.user(user).await?.is_none() {
+            return Err(Status::not_found(format!("no user with id {user}")));
+        }
         Ok(Response::new(ListFollowsResponse {
             users: users.iter().map(profile).collect(),
             next_page_token: next.map(|c| c.encode()).unwrap_or_default(),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use platform::database::{Db, DbError, db_span};
-use platform::pagination::{Cursor, PageSize};
+use platform::pagination::{Cursor, PageSize, split_page};
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tracing::Instrument;
@@ -90,16 +90,18 @@ impl Store {
         display_name: &DisplayName,
         password_hash: &str,
     ) -> Result<User, CreateError> {
-        let id = Uuid::now_v7();
         let inserted = self
             .db
-            .execute(
+            .query_one(
                 "INSERT",
                 "users.users",
-                "INSERT INTO users.users (id, email, username, display_name, password_hash)
-                 VALUES ($1, $2, $3, $4, $5)",
+                // A new account has no follows yet: the profile comes back with the insert.
+                "INSERT INTO users.users AS u (id, email, username, display_name, password_hash)
+                 VALUES ($1, $2, $3, $4, $5)
+                 RETURNING u.id, u.email, u.username, u.display_name, u.bio, u.avatar_url,
+                           u.created_at, 0::bigint AS followers, 0::bigint AS following",
                 &[
-                    &id,
+                    &Uuid::now_v7(),
                     &email.as_str(),
                     &username.as_str(),
                     &display_name.as_str(),
@@ -108,16 +110,15 @@ impl Store {
             )
             .await;
         match inserted {
-            Ok(_) => {}
+            Ok(row) => Ok(user(&row)),
             Err(e) if e.sqlstate() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(match e.constraint() {
+                Err(match e.constraint() {
                     Some("users_username_key") => CreateError::Taken("username"),
                     _ => CreateError::Taken("email"),
-                });
+                })
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        self.user(id).await?.ok_or(CreateError::Db(DbError::NoRow))
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, DbError> {
@@ -159,32 +160,37 @@ impl Store {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Changes what is given; `avatar_url` `Some(None)` clears it.
+    /// Changes what is given (`avatar_url` `Some(None)` clears it) and returns the profile;
+    /// `None` when the account is gone.
     pub async fn update_profile(
         &self,
         id: Uuid,
         display_name: Option<&str>,
         bio: Option<&str>,
         avatar_url: Option<Option<&str>>,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<User>, DbError> {
         let (set_avatar, avatar) = match avatar_url {
             None => (false, None),
             Some(value) => (true, value),
         };
-        let touched = self
+        let sql = format!(
+            "UPDATE users.users u SET
+                 display_name = COALESCE($2, u.display_name),
+                 bio = COALESCE($3, u.bio),
+                 avatar_url = CASE WHEN $4 THEN $5 ELSE u.avatar_url END
+             WHERE u.id = $1
+             RETURNING {PROFILE}"
+        );
+        let row = self
             .db
-            .execute(
+            .query_opt(
                 "UPDATE",
                 "users.users",
-                "UPDATE users.users SET
-                     display_name = COALESCE($2, display_name),
-                     bio = COALESCE($3, bio),
-                     avatar_url = CASE WHEN $4 THEN $5 ELSE avatar_url END
-                 WHERE id = $1",
+                &sql,
                 &[&id, &display_name, &bio, &set_avatar, &avatar],
             )
             .await?;
-        Ok(touched == 1)
+        Ok(row.as_ref().map(user))
     }
 
     /// Deletes the account; its tokens and follows go with it.
@@ -373,19 +379,14 @@ impl Store {
                     .await?
             }
         };
-        let mut page: Vec<(User, DateTime<Utc>)> = rows
+        let page: Vec<(User, DateTime<Utc>)> = rows
             .iter()
             .map(|r| (user(r), r.get("followed_at")))
             .collect();
-        let next = if page.len() > size.get() as usize {
-            page.truncate(size.get() as usize);
-            page.last().map(|(u, at)| Cursor {
-                created_at: *at,
-                id: u.id,
-            })
-        } else {
-            None
-        };
+        let (page, next) = split_page(page, size, |(u, at)| Cursor {
+            created_at: *at,
+            id: u.id,
+        });
         Ok((page.into_iter().map(|(u, _)| u).collect(), next))
     }
 }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::store::{Store, Video};
-use platform::pagination::{Cursor, PageSize};
+use platform::pagination::parse_request;
 
 pub struct VideoApi {
     store: Store,
@@ -85,11 +85,8 @@ impl VideoService for VideoApi {
         request: Request<ListVideosRequest>,
     ) -> Result<Response<ListVideosResponse>, Status> {
         let request = request.into_inner();
-        let size = PageSize::parse(request.page_size).map_err(Status::invalid_argument)?;
-        let cursor = match request.page_token.as_str() {
-            "" => None,
-            token => Some(Cursor::decode(token).map_err(Status::invalid_argument)?),
-        };
+        let (size, cursor) = parse_request(request.page_size, &request.page_token)
+            .map_err(Status::invalid_argument)?;
         let (videos, next) = self.store.published_page(size, cursor).await?;
         Ok(Response::new(ListVideosResponse {
             videos: videos.into_iter().map(to_message).collect(),

@@ -5,7 +5,7 @@ use platform::database::{Db, DbError};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use platform::pagination::{Cursor, PageSize};
+use platform::pagination::{Cursor, PageSize, split_page};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Video {
@@ -88,16 +88,11 @@ impl Store {
                     .await?
             }
         };
-        let mut videos: Vec<Video> = rows.iter().map(video).collect();
-        let next = if videos.len() > size.get() as usize {
-            videos.truncate(size.get() as usize);
-            videos.last().map(|v| Cursor {
+        Ok(split_page(rows.iter().map(video).collect(), size, |v| {
+            Cursor {
                 created_at: v.created_at,
                 id: v.id,
-            })
-        } else {
-            None
-        };
-        Ok((videos, next))
+            }
+        }))
     }
 }

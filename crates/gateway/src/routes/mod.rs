@@ -7,6 +7,7 @@ mod videos;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use platform::pagination::MAX_PAGE_SIZE;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -57,10 +58,10 @@ impl PageParams {
         let size = match self.limit.as_deref() {
             None => 0,
             Some(raw) => match raw.parse::<u32>() {
-                Ok(n) if (1..=100).contains(&n) => n,
+                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
                 _ => {
                     return Err(ApiError::bad_request(format!(
-                        "limit must be an integer from 1 to 100, got `{raw}`"
+                        "limit must be an integer from 1 to {MAX_PAGE_SIZE}, got `{raw}`"
                     )));
                 }
             },
