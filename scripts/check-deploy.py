@@ -296,6 +296,16 @@ def compose_cmd() -> list[str] | None:
     return None
 
 
+def grpc_urls(s, binary, eff):
+    """setting key -> (target process, URL) for every gRPC address `binary` is given."""
+    urls = {}
+    if "services" in s.schema[binary]:
+        urls.update({f"services.{k}": (f"{k}-service", v) for k, v in eff["services"].items()})
+    if "engagement" in s.schema[binary]:
+        urls["engagement.url"] = ("engagement-service", eff["engagement"]["url"])
+    return urls
+
+
 def url_host_port(url: str) -> tuple[str, int | None]:
     u = urllib.parse.urlsplit(url)
     return u.hostname or "", u.port
@@ -648,12 +658,7 @@ class Static:
                 elif cond.get("condition") == "service_healthy" and not (services[dep].get("healthcheck") or {}).get("test"):
                     p.append(f"waits for {dep} to be healthy but it has no healthcheck")
             # gRPC URLs of other processes: right host and port
-            urls = {}
-            if "services" in s.schema[binary]:
-                urls.update({f"services.{k}": (f"{k}-service", v) for k, v in eff["services"].items()})
-            if "engagement" in s.schema[binary]:
-                urls["engagement.url"] = ("engagement-service", eff["engagement"]["url"])
-            for key, (target, url) in urls.items():
+            for key, (target, url) in grpc_urls(s, binary, eff).items():
                 host, port = url_host_port(url)
                 if host != target or port != s.port(target, "port"):
                     p.append(f"{key}={url}, expected http://{target}:{s.port(target, 'port')}")
@@ -1100,12 +1105,7 @@ class Static:
                 if k in allowed and re.search(r"//(127\.0\.0\.1|localhost)[:/]", v):
                     p.append(f"{binary}: {k}={v} points at localhost")
             # gRPC URLs point at rendered Services with the right port.
-            urls = {}
-            if "services" in s.schema[binary]:
-                urls.update({f"services.{k}": (f"{k}-service", v) for k, v in eff["services"].items()})
-            if "engagement" in s.schema[binary]:
-                urls["engagement.url"] = ("engagement-service", eff["engagement"]["url"])
-            for key, (target, url) in urls.items():
+            for key, (target, url) in grpc_urls(s, binary, eff).items():
                 host, port = url_host_port(url)
                 svc = services.get(host)
                 if not svc or svc["metadata"]["labels"].get("app.kubernetes.io/component") != target \

@@ -82,14 +82,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-impl platform::process::ProcessSettings for Settings {
-    fn server(&self) -> &ServerSettings {
-        &self.server
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
+platform::process_settings!(Settings);
 
 impl Settings {
     pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {

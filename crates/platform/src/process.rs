@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use telemetry::TelemetrySettings;
+pub use telemetry::TelemetrySettings;
 
 use crate::config::{ConfigError, ServerSettings, Sources};
 use crate::grpc::Listeners;
@@ -21,6 +21,21 @@ pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait ProcessSettings {
     fn server(&self) -> &ServerSettings;
     fn telemetry(&self) -> &TelemetrySettings;
+}
+
+/// Implements [`ProcessSettings`] for a settings struct with `server` and `telemetry` fields.
+#[macro_export]
+macro_rules! process_settings {
+    ($settings:ty) => {
+        impl $crate::process::ProcessSettings for $settings {
+            fn server(&self) -> &$crate::config::ServerSettings {
+                &self.server
+            }
+            fn telemetry(&self) -> &$crate::process::TelemetrySettings {
+                &self.telemetry
+            }
+        }
+    };
 }
 
 /// `main` of a gRPC service: settings from the process's sources, listeners bound on the

@@ -16,7 +16,6 @@ use crate::database::{Migration, PgPool};
 use crate::faults::Faults;
 use crate::grpc::Listeners;
 use crate::health::{Checks, Probe};
-use crate::process::ProcessSettings;
 
 /// Loads a service's settings: shared defaults, then the service's own compiled-in
 /// defaults, then `config/<env>.toml`, then the environment.
@@ -35,14 +34,7 @@ pub struct DatabaseServiceSettings {
     pub telemetry: TelemetrySettings,
 }
 
-impl ProcessSettings for DatabaseServiceSettings {
-    fn server(&self) -> &ServerSettings {
-        &self.server
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
+crate::process_settings!(DatabaseServiceSettings);
 
 /// What differs between services.
 pub struct ServiceSpec {

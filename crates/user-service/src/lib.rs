@@ -15,7 +15,6 @@ use platform::config::{
 use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
 use platform::health::Probe;
-use platform::process::ProcessSettings;
 use platform::redis::KeySpace;
 use platform::service::ServiceSpec;
 use proto::user::v1::user_service_server::UserServiceServer;
@@ -48,14 +47,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-impl ProcessSettings for Settings {
-    fn server(&self) -> &ServerSettings {
-        &self.server
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
+platform::process_settings!(Settings);
 
 pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
     let settings: Settings =

@@ -10,7 +10,6 @@ use platform::config::{ConfigError, DatabaseSettings, S3Settings, ServerSettings
 use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
 use platform::health::Probe;
-use platform::process::ProcessSettings;
 use platform::service::ServiceSpec;
 use proto::video::v1::video_service_server::VideoServiceServer;
 use serde::Deserialize;
@@ -43,14 +42,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
 }
 
-impl ProcessSettings for Settings {
-    fn server(&self) -> &ServerSettings {
-        &self.server
-    }
-    fn telemetry(&self) -> &TelemetrySettings {
-        &self.telemetry
-    }
-}
+platform::process_settings!(Settings);
 
 pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
     platform::service::load_settings(include_str!("../config/default.toml"), sources)
