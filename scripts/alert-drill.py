@@ -373,6 +373,8 @@ def main() -> int:
     env["SOCIALFLOW__SERVER__FAULT_INJECTION"] = "true"
     env["SOCIALFLOW__ACTIVITY__REFRESH_SECS"] = "1"
     env["SOCIALFLOW__REDIS__KEY_PREFIX"] = f"drill:{os.getpid()}:"
+    # The stack runs on the built-in development keys, refused without this.
+    env["SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY"] = "true"
     procs: list[subprocess.Popen] = []
     hook = Webhook()
     am_port, prom_port = free_port(), free_port()

@@ -235,8 +235,49 @@ def type_problem(rust_type: str, value: str) -> str | None:
 # Settings that say where something is or hold a credential: a deployment must set them,
 # as the defaults point at localhost (or are development values).
 CONNECTION_KEYS = {"server": ["host", "port", "admin_port"], "database": ["url"], "redis": ["url"],
-                   "s3": ["endpoint", "access_key", "secret_key"], "auth": ["jwt_secret"],
+                   "s3": ["endpoint", "access_key", "secret_key"], "auth": ["jwt_secret", "internal_token_secret"],
                    "services": None, "engagement": ["url"]}
+# HMAC keys one process signs with and others verify with: every process reading one must get
+# the same value, at least 32 bytes, and never the built-in development default (the binaries
+# refuse it unless auth.allow_development_key, which no deployment may set).
+SHARED_KEYS = ["jwt_secret", "internal_token_secret"]
+# Every process verifies the internal identity token (docs/architecture.md, "Identity and trust").
+EVERY_PROCESS_READS = [("auth", "internal_token_secret"), ("auth", "allow_development_key")]
+# gRPC calls the code does not configure yet but the architecture has (payments → engagement
+# for the view counts behind payouts): the NetworkPolicy lets them through already.
+PLANNED_CALLS = {("payments-service", "engagement-service")}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def shared_key_problems(s: "Settings", envs: dict[str, dict[str, str]]) -> list[str]:
+    """SHARED_KEYS in a deployment whose env holds the values themselves (compose)."""
+    p = []
+    for key in SHARED_KEYS:
+        name = f"SOCIALFLOW__AUTH__{key.upper()}"
+        readers = [b for b in BINARIES if key in s.schema[b].get("auth", {})]
+        values = {}
+        for b in readers:
+            value = str(s.effective(b, envs[b])["auth"].get(key, ""))
+            values[b] = value
+            if name not in envs[b]:
+                p.append(f"{b}: auth.{key} left to the built-in development default")
+            elif value == str(s.defaults[b].get("auth", {}).get(key)):
+                p.append(f"{b}: auth.{key} is the built-in development default")
+            if len(value.encode()) < 32:
+                p.append(f"{b}: auth.{key} shorter than 32 bytes")
+        if len(set(values.values())) > 1:
+            p.append(f"auth.{key} differs between {readers}")
+    return p
+
+
+def deployment_problems(binary: str, eff: dict) -> list[str]:
+    """What no deployment of a process may have, whatever its other settings."""
+    p = []
+    if str(eff["server"]["host"]) in LOOPBACK:
+        p.append(f"{binary}: server.host {eff['server']['host']} is unreachable from other pods/containers (set 0.0.0.0)")
+    if str((eff.get("auth") or {}).get("allow_development_key", "false")).lower() == "true":
+        p.append(f"{binary}: auth.allow_development_key is true (built-in development keys accepted)")
+    return p
 
 
 def required_env(settings: "Settings", binary: str) -> list[str]:
@@ -260,8 +301,16 @@ class Routes:
         self.admin = set(re.findall(r'\.route\("([^"]+)"', start))
         if "configure(health_routes)" in start:
             self.admin |= self.health
+        public_fn = re.search(r"pub fn public_health_routes\(.*?\n\}", admin, re.S).group(0)
+        public = set(re.findall(r'\.route\("([^"]+)"', public_fn))
         gateway = (ROOT / "crates/gateway/src/lib.rs").read_text()
-        self.gateway_api = set(self.health) if "configure(health_routes)" in gateway else set()
+        # The gateway's public port serves the health routes with the public detailed report.
+        if "configure(public_health_routes)" in gateway:
+            self.gateway_api = public
+        elif "configure(health_routes)" in gateway:
+            self.gateway_api = set(self.health)
+        else:
+            self.gateway_api = set()
         service = (ROOT / "crates/platform/src/service.rs").read_text()
         self.grpc_health = "tonic_health::server::health_reporter" in service
         process = (ROOT / "crates/platform/src/process.rs").read_text()
@@ -575,6 +624,10 @@ class Static:
     def code_model(self) -> None:
         s, rt = self.settings, self.routes
         self.r.run("settings: every field of every Settings struct has a default", lambda: s.problems)
+        self.r.run("settings: every process reads " + ", ".join(f"{sec}.{key}" for sec, key in EVERY_PROCESS_READS)
+                   + " (crates/)",
+                   lambda: [f"{b} does not read {sec}.{key}" for b in BINARIES for sec, key in EVERY_PROCESS_READS
+                            if key not in s.schema[b].get(sec, {})])
         self.r.check("routes: admin port serves /health/liveness, /health/readiness and /metrics (admin.rs)",
                      {"/health/liveness", "/health/readiness", "/metrics"} <= rt.admin, f"admin routes: {sorted(rt.admin)}")
         self.r.check("routes: gateway API port serves the health routes (gateway/src/lib.rs)",
@@ -619,6 +672,7 @@ class Static:
             api, admin = int(eff["server"]["port"]), int(eff["server"]["admin_port"])
             if (api, admin) != (s.port(binary, "port"), s.port(binary, "admin_port")):
                 p.append(f"ports {api}/{admin} differ from the binary's defaults")
+            p += deployment_problems(binary, eff)
             # healthcheck: the binary's own subcommand (GETs readiness on the admin port).
             hc = svc.get("healthcheck") or {}
             test = hc.get("test") or []
@@ -724,20 +778,10 @@ class Static:
 
         def shared_settings() -> list[str]:
             """Settings several processes must agree on have one value, and a usable one."""
-            p = []
-            readers = [b for b in BINARIES if "auth" in s.schema[b]]
-            secrets = {b: str(s.effective(b, {k: str(v) for k, v in (services[b].get("environment") or {}).items()})["auth"]["jwt_secret"])
-                       for b in readers}
-            if len(set(secrets.values())) > 1:
-                p.append(f"auth.jwt_secret differs between {readers}")
-            for b, secret in secrets.items():
-                if len(secret.encode()) < 32:
-                    p.append(f"{b}: auth.jwt_secret shorter than 32 bytes")
-                env = services[b].get("environment") or {}
-                if "SOCIALFLOW__AUTH__JWT_SECRET" not in env:
-                    p.append(f"{b}: auth.jwt_secret left to the built-in development default")
-            return p
-        self.r.run("compose: gateway and user-service share one explicit auth.jwt_secret of 32+ bytes", shared_settings)
+            return shared_key_problems(s, {b: {k: str(v) for k, v in (services[b].get("environment") or {}).items()}
+                                           for b in BINARIES})
+        self.r.run("compose: the readers of auth.jwt_secret and of auth.internal_token_secret each share one explicit, "
+                   "non-default key of 32+ bytes", shared_settings)
 
         def observability() -> list[str]:
             p = []
@@ -959,6 +1003,10 @@ class Static:
                 "root user": {"podSecurityContext": {"runAsNonRoot": False}},
                 "no database Secret": {"postgres": {"existingSecret": ""}},
                 "no JWT Secret": {"auth": {"existingSecret": ""}},
+                "no internal token Secret key": {"auth": {"internalTokenSecretKey": ""}},
+                "negative trusted proxy hops": {"gateway": {"http": {"trustedProxyHops": -1}}},
+                "an ingress without a host": {"ingress": {"enabled": True, "host": ""}},
+                "a NetworkPolicy peer that admits everyone": {"networkPolicy": {"gateway": {"from": [{}]}}},
                 "OTLP endpoint without scheme": {"telemetry": {"otlpEndpoint": "jaeger:4317"}},
                 "port out of range": {"userService": {"ports": {"grpc": 70000, "admin": 9001}}},
             }
@@ -972,9 +1020,13 @@ class Static:
         scenarios = {"default values": {}}
         for example in EXAMPLES:
             scenarios[str(example.relative_to(ROOT))] = yaml.safe_load(example.read_text())
-        scenarios["grpcStartupProbe=false, urlKey, no autoscaling"] = {
+        scenarios["grpcStartupProbe=false, urlKey, no autoscaling, no NetworkPolicy"] = {
             "probes": {"grpcStartupProbe": False}, "postgres": {"urlKey": "url"},
-            "defaults": {"autoscaling": {"enabled": False}}, "redis": {"existingSecret": "socialflow-redis"}}
+            "defaults": {"autoscaling": {"enabled": False}}, "redis": {"existingSecret": "socialflow-redis"},
+            "networkPolicy": {"enabled": False}}
+        scenarios["Prometheus in any namespace, gateway only from one CIDR"] = {
+            "networkPolicy": {"prometheus": {"namespaceSelector": {}},
+                              "gateway": {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}}}
         for name, values in scenarios.items():
             def render(name: str = name, values: dict = values) -> list[str]:
                 objects, notes = helm_render(values)
@@ -985,6 +1037,48 @@ class Static:
         for name, objects in self.rendered.items():
             self.r.run(f"helm: objects, probes, env, security, shutdown ({name})",
                        lambda objects=objects, name=name: self.chart_objects(objects, scenarios[name]))
+
+        def ingress_hops() -> list[str]:
+            """Behind an Ingress, 0 trusted hops makes every client one for the rate limits:
+            the chart refuses to render that unless told it is meant."""
+            p = []
+            on = {"ingress": {"enabled": True, "host": "api.example.com"}}
+            try:
+                helm_render(on)
+                p.append("renders with ingress.enabled and gateway.http.trustedProxyHops 0")
+            except Exception as e:  # noqa: BLE001 - the failure is the expected outcome
+                message = str(e).split("execution error at", 1)[-1]
+                names = ("ingress.enabled", "gateway.http.trustedProxyHops", "ingress.allowZeroTrustedProxyHops")
+                if not all(n in message for n in names) or "\n" in message.strip():
+                    p.append(f"fails, but not with a one-line message naming {', '.join(names)}: {message[:300]}")
+            for what, extra, hops in (
+                    ("gateway.http.trustedProxyHops 1", {"gateway": {"http": {"trustedProxyHops": 1}}}, "1"),
+                    ("gateway.settings.http.trusted_proxy_hops 2", {"gateway": {"settings": {"http": {"trusted_proxy_hops": 2}}}}, "2"),
+                    ("ingress.allowZeroTrustedProxyHops", {"ingress": {"allowZeroTrustedProxyHops": True}}, "0")):
+                try:
+                    objects, _ = helm_render(deep_merge(on, extra))
+                except Exception as e:  # noqa: BLE001
+                    p.append(f"with {what}: does not render: {str(e)[:300]}")
+                    continue
+                gw = [o for o in objects if o["kind"] == "Service" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
+                ings = [o for o in objects if o["kind"] == "Ingress"]
+                backends = [path["backend"]["service"] for i in ings for rule in i["spec"]["rules"] for path in rule["http"]["paths"]]
+                if len(ings) != 1 or not gw or backends != [{"name": gw[0]["metadata"]["name"], "port": {"name": "http"}}]:
+                    p.append(f"with {what}: Ingress backends {backends}, expected the gateway Service's http port")
+                cm = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
+                got = cm[0]["data"].get("SOCIALFLOW__HTTP__TRUSTED_PROXY_HOPS") if cm else None
+                if got != hops:
+                    p.append(f"with {what}: gateway SOCIALFLOW__HTTP__TRUSTED_PROXY_HOPS={got}, expected {hops}")
+            for example in EXAMPLES:
+                ex = yaml.safe_load(example.read_text())
+                if (ex.get("ingress") or {}).get("enabled"):
+                    cm = [o for o in self.rendered.get(str(example.relative_to(ROOT))) or []
+                          if o["kind"] == "ConfigMap" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"]
+                    if not cm or int(cm[0]["data"].get("SOCIALFLOW__HTTP__TRUSTED_PROXY_HOPS", "0")) < 1:
+                        p.append(f"{example.relative_to(ROOT)}: an Ingress with the gateway trusting no proxy hop")
+            return p
+        self.r.run("helm: an Ingress with 0 trusted proxy hops fails to render (naming the values) unless "
+                   "ingress.allowZeroTrustedProxyHops; with hops >= 1 or the override it renders", ingress_hops)
 
         def monitoring() -> list[str]:
             p = []
@@ -1043,6 +1137,7 @@ class Static:
         services = {o["metadata"]["name"]: o for o in by_kind.get("Service", [])}
         configmaps = {o["metadata"]["name"]: o for o in by_kind.get("ConfigMap", [])}
         autoscaling = deep_merge(yaml.safe_load((CHART / "values.yaml").read_text()), values)["defaults"]["autoscaling"]["enabled"]
+        key_refs: dict[str, dict[str, tuple[str, str]]] = {key: {} for key in SHARED_KEYS}
         for binary in BINARIES:
             deps = [d for d in by_kind.get("Deployment", [])
                     if d["metadata"]["labels"].get("app.kubernetes.io/component") == binary]
@@ -1086,8 +1181,17 @@ class Static:
             api_name = "http" if binary == "gateway" else "grpc"
             if ports != {api_name: api, "admin": admin}:
                 p.append(f"{binary}: container ports {ports}, the binary listens on {api_name}={api} admin={admin}")
+            p += deployment_problems(binary, eff)
             # Secrets: credentials only from Secrets.
-            secretish = {"SOCIALFLOW__S3__ACCESS_KEY", "SOCIALFLOW__S3__SECRET_KEY", "SOCIALFLOW__AUTH__JWT_SECRET"}
+            secretish = {"SOCIALFLOW__S3__ACCESS_KEY", "SOCIALFLOW__S3__SECRET_KEY",
+                         *(f"SOCIALFLOW__AUTH__{key.upper()}" for key in SHARED_KEYS)}
+            for key in SHARED_KEYS:
+                ref = next(((e.get("valueFrom") or {}).get("secretKeyRef") for e in entries
+                            if e["name"] == f"SOCIALFLOW__AUTH__{key.upper()}"), None)
+                if key in s.schema[binary].get("auth", {}):
+                    key_refs[key][binary] = (ref["name"], ref["key"]) if ref else None
+                elif ref:
+                    p.append(f"{binary}: gets auth.{key}, which it does not read")
             for e in entries:
                 if e["name"] in secretish and "secretKeyRef" not in (e.get("valueFrom") or {}):
                     p.append(f"{binary}: {e['name']} not from a Secret")
@@ -1180,6 +1284,113 @@ class Static:
                     if x["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()]
             if len(pdbs) != 1:
                 p.append(f"{binary}: {len(pdbs)} PodDisruptionBudgets")
+        # Each shared key: one Secret key for all its readers; the keys themselves distinct, as
+        # the internal one reaches every process and the JWT one must not.
+        for key, refs in key_refs.items():
+            if None in refs.values():
+                p.append(f"auth.{key} not from a Secret in {sorted(b for b, r in refs.items() if r is None)}")
+            elif len(set(refs.values())) > 1:
+                p.append(f"auth.{key} comes from different Secret keys: {refs}")
+        firsts = [next(iter(refs.values())) for refs in key_refs.values() if refs and None not in refs.values()]
+        if len(firsts) != len(set(firsts)):
+            p.append(f"{' and '.join(f'auth.{k}' for k in SHARED_KEYS)} come from the same Secret key")
+        p += self.network_policies(objects, values)
+        return p
+
+    def network_policies(self, objects: list[dict], values: dict) -> list[str]:
+        """The NetworkPolicies as a cluster enforces them: each pod's ports reachable only from
+        what calls them (gRPC: the processes the code gives its address, plus PLANNED_CALLS;
+        admin: Prometheus; gateway HTTP: networkPolicy.gateway.from or anyone)."""
+        p: list[str] = []
+        s = self.settings
+        merged = deep_merge(yaml.safe_load((CHART / "values.yaml").read_text()), values)
+        np_values = merged["networkPolicy"]
+        policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+        if not np_values["enabled"]:
+            return [f"{len(policies)} NetworkPolicies rendered though networkPolicy.enabled is false"] if policies else []
+        pods = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]
+                for d in objects if d["kind"] == "Deployment"}
+
+        def selects(selector: dict, labels: dict) -> bool:
+            if not all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()):
+                return False
+            for ex in selector.get("matchExpressions") or []:
+                has, val = ex["key"] in labels, labels.get(ex["key"])
+                ok = {"In": has and val in ex.get("values", []), "NotIn": not has or val not in ex.get("values", []),
+                      "Exists": has, "DoesNotExist": not has}[ex["operator"]]
+                if not ok:
+                    return False
+            return True
+
+        ingress_policies = [pol for pol in policies if "Ingress" in (pol["spec"].get("policyTypes") or ["Ingress"])]
+        deny = [pol for pol in ingress_policies if not pol["spec"].get("ingress")]
+        if not deny:
+            p.append("no default-deny ingress NetworkPolicy")
+
+        def sources(labels: dict, port_names: dict, port: int) -> list[dict] | None:
+            """Peers allowed to `port` of a pod with `labels`; None: anyone."""
+            peers: list[dict] = []
+            for pol in ingress_policies:
+                if not selects(pol["spec"].get("podSelector") or {}, labels):
+                    continue
+                for rule in pol["spec"].get("ingress") or []:
+                    rule_ports = [port_names.get(x.get("port"), x.get("port")) for x in rule.get("ports") or []]
+                    if rule_ports and port not in rule_ports:
+                        continue
+                    if not rule.get("from"):
+                        return None
+                    peers += rule["from"]
+            return peers
+
+        def peer_processes(peer: dict) -> set[str]:
+            """The release's processes a peer admits; a peer reaching outside the release is `peer:<it>`."""
+            if set(peer) != {"podSelector"}:
+                return {f"peer:{json.dumps(peer, sort_keys=True)}"}
+            return {b for b, tmpl in pods.items() if selects(peer["podSelector"], tmpl["metadata"]["labels"])} \
+                or {f"peer:{json.dumps(peer, sort_keys=True)}"}
+
+        callers: dict[str, set[str]] = {b: set() for b in BINARIES}
+        for b in BINARIES:
+            eff = s.effective(b, {})
+            for target, _ in grpc_urls(s, b, eff).values():
+                callers.setdefault(target, set()).add(b)
+        for caller, target in PLANNED_CALLS:
+            callers[target].add(caller)
+        prometheus_peer = {k: np_values["prometheus"][k] for k in ("namespaceSelector", "podSelector")
+                           if np_values["prometheus"].get(k) is not None}
+        canon = lambda peers: sorted(json.dumps(x, sort_keys=True) for x in peers)
+
+        for binary, tmpl in pods.items():
+            labels = tmpl["metadata"]["labels"]
+            if not any(selects(pol["spec"].get("podSelector") or {}, labels) for pol in deny):
+                p.append(f"{binary}: pods not selected by a default-deny policy")
+            container = tmpl["spec"]["containers"][0]
+            port_names = {pt["name"]: int(pt["containerPort"]) for pt in container["ports"]}
+            api_name = "http" if binary == "gateway" else "grpc"
+            api, admin = port_names[api_name], port_names["admin"]
+            # Nothing beyond the two ports.
+            for pol in ingress_policies:
+                if selects(pol["spec"].get("podSelector") or {}, labels):
+                    for rule in pol["spec"].get("ingress") or []:
+                        opened = [port_names.get(x.get("port"), x.get("port")) for x in rule.get("ports") or []]
+                        if not opened or set(opened) - {api, admin}:
+                            p.append(f"{binary}: {pol['metadata']['name']} opens ports {opened or 'all'}")
+            got = sources(labels, port_names, admin)
+            if got is None or canon(got) != canon([prometheus_peer]):
+                p.append(f"{binary}: admin port {admin} open to {got if got is not None else 'anyone'}, "
+                         f"expected only Prometheus {prometheus_peer}")
+            got = sources(labels, port_names, api)
+            if binary == "gateway":
+                want = np_values["gateway"]["from"] or None
+                if (got is None) != (want is None) or (got is not None and canon(got) != canon(want)):
+                    p.append(f"gateway: HTTP port {api} open to {got if got is not None else 'anyone'}, "
+                             f"expected {want or 'anyone'} (networkPolicy.gateway.from)")
+            elif got is None:
+                p.append(f"{binary}: gRPC port {api} open to anyone")
+            else:
+                allowed = set().union(*(peer_processes(x) for x in got)) if got else set()
+                if allowed != callers[binary]:
+                    p.append(f"{binary}: gRPC port {api} open to {sorted(allowed)}, its callers are {sorted(callers[binary])}")
         return p
 
     @staticmethod
@@ -1286,7 +1497,7 @@ class Static:
             wanted = {
                 values["postgres"]["existingSecret"]: {values["postgres"]["passwordKey"]},
                 values["s3"]["existingSecret"]: {values["s3"]["accessKeyKey"], values["s3"]["secretKeyKey"]},
-                values["auth"]["existingSecret"]: {values["auth"]["jwtSecretKey"]},
+                values["auth"]["existingSecret"]: {values["auth"]["jwtSecretKey"], values["auth"]["internalTokenSecretKey"]},
             }
             for name, keys in wanted.items():
                 if name not in secrets_created:
@@ -1483,6 +1694,8 @@ class Live:
 
     def healthcheck_subcommand(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALFLOW__SERVER__")}
+        # Default settings hold the development keys, which the binaries refuse without this.
+        env["SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY"] = "true"
         for binary in BINARIES:
             exe = BIN_DIR / binary
             try:

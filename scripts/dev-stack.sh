@@ -19,6 +19,9 @@ S3_ENDPOINT="${SOCIALFLOW__S3__ENDPOINT:-http://127.0.0.1:9900}"
 S3_ACCESS_KEY="${SOCIALFLOW__S3__ACCESS_KEY:-socialflow}"
 S3_SECRET_KEY="${SOCIALFLOW__S3__SECRET_KEY:-socialflow-dev-secret}"
 PROFILE_DIR="${CARGO_TARGET_DIR:-${ROOT}/target}/debug"
+# The processes run on their built-in development keys (auth.jwt_secret,
+# auth.internal_token_secret), which they refuse unless told this is development.
+export SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY="${SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY:-true}"
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -20,6 +20,9 @@ for port in 8000 9000 9001 9002 9003 9004 50051 50052 50053 50054; do
 done
 
 rm -rf "${ROOT}/.run"
+# Default settings mean the development keys; the stack and `check-deploy.py --live`'s
+# `<binary> healthcheck` runs both load them, and refuse them without this.
+export SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY=true
 # Its own database, dropped at the end: the smoke run leaves nothing behind.
 PG="${SOCIALFLOW_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 SMOKE_DB="sf_smoke_$(date +%s)_$$"

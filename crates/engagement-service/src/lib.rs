@@ -35,7 +35,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = platform::database::pool(&settings.database)?;
     let api = grpc::EngagementApi::new(store::Store::new(Db::new(pool.clone())));
-    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server);
-    let routes = Routes::new(EngagementServiceServer::new(api));
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings);
+    let routes = Routes::new(
+        EngagementServiceServer::new(api)
+            .max_decoding_message_size(settings.server.grpc_max_message_bytes),
+    );
     platform::service::run(spec, listeners, routes, shutdown).await
 }

@@ -2,6 +2,7 @@
 
 use platform::config::ConfigError;
 use platform::grpc::TracedChannel;
+use platform::identity::IdentityKey;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
 use proto::payments::v1::payments_service_client::PaymentsServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
@@ -19,8 +20,9 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn new(services: &ServicesSettings) -> Result<Self, ConfigError> {
-        use platform::grpc::channel;
+    /// Every call carries an internal identity token signed with `identity`.
+    pub fn new(services: &ServicesSettings, identity: &IdentityKey) -> Result<Self, ConfigError> {
+        let channel = |url: &str, key: &str| platform::grpc::channel(url, key, identity);
         Ok(Self {
             users: UserServiceClient::new(channel(&services.user, "services.user")?),
             videos: VideoServiceClient::new(channel(&services.video, "services.video")?),

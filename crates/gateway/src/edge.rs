@@ -64,7 +64,7 @@ fn caller(edge: &Edge, req: &ServiceRequest) -> Caller {
     let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
         return Caller::Rejected("the Authorization header must be `Bearer <access token>`");
     };
-    match jwt::verify(&edge.jwt_secret, token.trim(), Utc::now().timestamp()) {
+    match jwt::verify::<jwt::Claims>(&edge.jwt_secret, token.trim(), Utc::now().timestamp()) {
         Ok(claims) => match Uuid::parse_str(&claims.sub) {
             Ok(id) => Caller::User(id),
             Err(_) => Caller::Rejected("the access token is invalid"),
@@ -205,17 +205,20 @@ pub async fn guard(
     }
     req.extensions_mut().insert(who.clone());
 
-    let route = req.match_pattern().unwrap_or_default();
+    // The path is canonical by now (see `canonical`): the pattern is the route that will
+    // serve the request, however the client spelled it. An `/api` path no route serves is
+    // still limited, as anonymous.
+    let route = req.match_pattern();
+    let api = req.path().starts_with("/api/");
     let ip = client_ip(req.request());
-    let limit = match (route.as_str(), &who) {
-        ("/api/v1/auth/login", _) => Some(("login", ip, edge.limits.login)),
-        ("/api/v1/auth/register", _) => Some(("register", ip, edge.limits.register)),
-        (r, Caller::User(id)) if r.starts_with("/api/") => {
-            Some(("user", id.to_string(), edge.limits.authenticated))
-        }
-        (r, _) if r.starts_with("/api/") => Some(("anonymous", ip, edge.limits.anonymous)),
+    let limit = match (route.as_deref(), &who) {
+        (Some("/api/v1/auth/login"), _) => Some(("login", ip, edge.limits.login)),
+        (Some("/api/v1/auth/register"), _) => Some(("register", ip, edge.limits.register)),
+        (_, Caller::User(id)) if api => Some(("user", id.to_string(), edge.limits.authenticated)),
+        _ if api => Some(("anonymous", ip, edge.limits.anonymous)),
         _ => None,
     };
+    let route = route.unwrap_or_else(|| telemetry::http::UNMATCHED_ROUTE.to_owned());
     if let Some((class, subject, rate)) = limit {
         match check_rate(&edge, class, &subject, rate).await {
             Ok(Verdict::Allowed) => {}
@@ -241,7 +244,8 @@ pub async fn guard(
 }
 
 /// A handler argument proving the caller is authenticated (missing or invalid token: 401).
-/// Who it is travels to the services in the `x-user-id` metadata.
+/// Who it is travels to the services in the internal identity token the gateway signs into
+/// every call (`platform::identity`).
 pub struct Authenticated;
 
 impl FromRequest for Authenticated {

@@ -71,6 +71,10 @@ impl ApiError {
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found", passthrough),
             Code::AlreadyExists => (StatusCode::CONFLICT, "already_exists", passthrough),
             Code::Aborted => (StatusCode::CONFLICT, "aborted", passthrough),
+            // The service's own saturation is a 503 to retry; a quota of the caller's a 429.
+            Code::ResourceExhausted if platform::grpc::is_overloaded(status) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded", passthrough)
+            }
             Code::ResourceExhausted => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "resource_exhausted",
@@ -111,7 +115,10 @@ impl ApiError {
                 "service call failed"
             );
         }
-        Self::new(http, code, message)
+        Self {
+            retry_after: platform::grpc::retry_after(status),
+            ..Self::new(http, code, message)
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gateway: the REST edge of Social Flow. HTTP/JSON in, gRPC to the services out,
 //! with trace context, request ids and RED metrics on every request.
 
+mod canonical;
 mod clients;
 mod config;
 mod edge;
@@ -14,8 +15,9 @@ use std::time::Duration;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use platform::Lifecycle;
-use platform::admin::{AdminServer, HealthState, health_routes};
+use platform::admin::{AdminServer, HealthState, ReportCache, public_health_routes};
 use platform::health::{Checks, Probe};
+use platform::identity::IdentityKey;
 use platform::redis::{KeySpace, RedisClient};
 use telemetry::http::RequestTelemetry;
 
@@ -120,8 +122,11 @@ pub async fn run(
         // replica out of the load balancer with it.
         readiness: Checks::default(),
         detailed: Checks::new(dependencies(&settings, redis)?),
+        public_report: ReportCache::default(),
     };
-    let clients = web::Data::new(Clients::new(&settings.services)?);
+    let identity = IdentityKey::new(&settings.auth.internal(), SERVICE);
+    let clients = web::Data::new(Clients::new(&settings.services, &identity)?);
+    let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;
     let admin = AdminServer::start(listeners.admin, health, None)?;
@@ -130,18 +135,25 @@ pub async fn run(
         App::new()
             // Inside telemetry: who is calling, and the rate limit (its 429s are measured).
             .wrap(from_fn(edge::guard))
-            // Outermost, so it sees every request, errors and unmatched routes included.
-            .wrap(RequestTelemetry)
+            // Outside it, so it sees every request, errors and unmatched routes included.
+            .wrap(request_telemetry.clone())
+            // Outermost: everything inside sees the path's one canonical spelling.
+            .wrap(from_fn(canonical::canonicalize))
             .app_data(edge.clone())
             .app_data(clients.clone())
             .app_data(health_data.clone())
             .app_data(error::extractors::json_config(max_body))
             .app_data(error::extractors::path_config())
             .app_data(error::extractors::query_config())
-            .configure(health_routes)
+            // The detailed report (error text, timings) is for the admin port only.
+            .configure(public_health_routes)
             .configure(routes::configure)
             .default_service(web::to(routes::not_found))
     })
+    .client_request_timeout(Duration::from_millis(
+        settings.http.client_request_timeout_ms,
+    ))
+    .max_connections(settings.http.max_connections)
     .listen(listeners.http)?
     .workers(settings.http.workers)
     .disable_signals()

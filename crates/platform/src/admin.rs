@@ -6,8 +6,13 @@
 //! - `/health/readiness`: 503 while starting (migrations), while a readiness dependency
 //!   fails, and from the moment shutdown begins; 200 otherwise.
 //! - `/health/detailed`: every dependency probed, 503 with the same body when any fails.
+//!   On the gateway's public port it answers each check's status only (no error text, no
+//!   timings), from a report at most [`PUBLIC_REPORT_MAX_AGE`] old: anyone on the internet
+//!   can call it, and must not learn our internals or make us probe everything per call.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -15,6 +20,14 @@ use serde_json::json;
 
 use crate::faults::{Fault, Faults};
 use crate::health::{Checks, DetailedReport, unix_now};
+
+/// How old the report behind the public `/health/detailed` may be.
+pub const PUBLIC_REPORT_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The last detailed report, shared by the public route's callers: one probe run at a
+/// time, at most one per [`PUBLIC_REPORT_MAX_AGE`].
+#[derive(Clone, Default)]
+pub struct ReportCache(Arc<tokio::sync::Mutex<Option<(Instant, DetailedReport)>>>);
 use crate::lifecycle::{Lifecycle, Phase};
 
 /// What the health routes need to answer.
@@ -26,14 +39,24 @@ pub struct HealthState {
     pub readiness: Checks,
     /// Probed by `/health/detailed`: everything this process talks to.
     pub detailed: Checks,
+    /// Behind the public `/health/detailed`.
+    pub public_report: ReportCache,
 }
 
-/// Mounts `/health`, `/health/liveness`, `/health/readiness`, `/health/detailed`.
+/// Mounts `/health`, `/health/liveness`, `/health/readiness`, `/health/detailed` (admin).
 pub fn health_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
         .route("/health/liveness", web::get().to(liveness))
         .route("/health/readiness", web::get().to(readiness))
         .route("/health/detailed", web::get().to(detailed));
+}
+
+/// The same routes for a public port: `/health/detailed` tells each check's status only.
+pub fn public_health_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health))
+        .route("/health/liveness", web::get().to(liveness))
+        .route("/health/readiness", web::get().to(readiness))
+        .route("/health/detailed", web::get().to(public_detailed));
 }
 
 async fn health(state: web::Data<HealthState>) -> HttpResponse {
@@ -79,6 +102,37 @@ async fn detailed(state: web::Data<HealthState>) -> HttpResponse {
         HttpResponse::Ok().json(report)
     } else {
         HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+async fn public_detailed(state: web::Data<HealthState>) -> HttpResponse {
+    let report = {
+        let mut cached = state.public_report.0.lock().await;
+        match cached.as_ref() {
+            Some((at, report)) if at.elapsed() < PUBLIC_REPORT_MAX_AGE => report.clone(),
+            _ => {
+                let report = DetailedReport::new(state.service, state.detailed.run().await);
+                *cached = Some((Instant::now(), report.clone()));
+                report
+            }
+        }
+    };
+    let checks: serde_json::Map<String, serde_json::Value> = report
+        .checks
+        .iter()
+        .map(|(name, check)| (name.clone(), json!({ "status": check.status })))
+        .collect();
+    let body = json!({
+        "status": report.status,
+        "timestamp": report.timestamp,
+        "service": report.service,
+        "version": report.version,
+        "checks": checks,
+    });
+    if report.is_healthy() {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
     }
 }
 

@@ -111,11 +111,21 @@ pub struct ServerSettings {
     /// Off unless turned on: anyone who reaches the admin port could break the service.
     #[serde(default)]
     pub fault_injection: bool,
+    /// gRPC services: concurrent RPCs one connection may have in flight; more wait.
+    pub grpc_concurrency_per_connection: usize,
+    /// gRPC services: longest an RPC may run before it is cancelled, in milliseconds.
+    pub grpc_request_timeout_ms: u64,
+    /// gRPC services: largest request message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
+    pub grpc_max_message_bytes: usize,
 }
 
 impl ServerSettings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn grpc_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.grpc_request_timeout_ms)
     }
 }
 
@@ -149,17 +159,29 @@ pub struct RedisSettings {
     pub connect_timeout_ms: u64,
 }
 
-/// Authentication: token signing (user-service) and verification (gateway), and the
-/// protection of logins. One section for both processes, which read what they need.
+/// Authentication: token signing (user-service) and verification (gateway), the internal
+/// identity tokens between processes, and the protection of logins. One section for every
+/// process; each reads what it needs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// HMAC-SHA256 key of access tokens, at least 32 bytes. The same on gateway and user-service.
     pub jwt_secret: SecretString,
+    /// HMAC-SHA256 key of the internal identity tokens, at least 32 bytes. The same on every
+    /// process: the gateway signs one per call, services verify it (and sign their own calls).
+    pub internal_token_secret: SecretString,
+    /// Accept the built-in development keys. Only for a developer machine and tests.
+    #[serde(default)]
+    pub allow_development_key: bool,
     /// Lifetime of an access token, in seconds.
     pub access_token_ttl_secs: u64,
-    /// Lifetime of a refresh token, in seconds.
+    /// Lifetime of a refresh token, in seconds (renewed by every rotation).
     pub refresh_token_ttl_secs: u64,
+    /// Longest a session (a refresh token family) lives, however often it is rotated, in seconds.
+    pub session_max_lifetime_secs: u64,
+    /// How long after a rotation the previous refresh token may be presented again (a
+    /// client retrying after a lost response) without counting as reuse, in seconds.
+    pub refresh_reuse_grace_secs: u64,
     /// Failed logins for one account within the window that lock it.
     pub max_failed_logins: u32,
     /// The window failed logins are counted in, in seconds.
@@ -169,37 +191,105 @@ pub struct AuthSettings {
     /// Distinct accounts one client address may fail to log into within the window before
     /// it counts as suspicious (credential stuffing).
     pub suspicious_accounts_per_ip: u32,
+    /// Password hashes computed at once (each argon2id hash holds 19 MiB while it runs).
+    pub max_concurrent_hashes: usize,
+    /// How long a login or registration waits for a hashing slot before it is refused
+    /// (503 with Retry-After), in milliseconds.
+    pub hash_queue_timeout_ms: u64,
 }
 
-/// The development default of `auth.jwt_secret`, refused outside the `local`,
-/// `development` and `test` environments.
+/// What a process that only verifies and signs internal identity tokens reads of `[auth]`
+/// (the section's other keys are for the gateway and user-service).
+#[derive(Debug, Clone, Deserialize)]
+pub struct InternalAuthSettings {
+    /// See [`AuthSettings::internal_token_secret`].
+    pub internal_token_secret: SecretString,
+    /// See [`AuthSettings::allow_development_key`].
+    #[serde(default)]
+    pub allow_development_key: bool,
+}
+
+/// The development default of `auth.jwt_secret`, refused unless `auth.allow_development_key`.
 pub const DEV_JWT_SECRET: &str = "socialflow-dev-only-jwt-secret-change-me-please";
+/// The development default of `auth.internal_token_secret`, refused likewise.
+pub const DEV_INTERNAL_TOKEN_SECRET: &str = "socialflow-dev-only-internal-token-secret-change-me";
+
+/// A signing key: at least 32 bytes, and not the built-in development key unless allowed.
+fn check_key(
+    key: &str,
+    secret: &SecretString,
+    development: &str,
+    allow_development_key: bool,
+) -> Result<(), ConfigError> {
+    use secrecy::ExposeSecret;
+    let secret = secret.expose_secret();
+    if secret.len() < 32 {
+        return Err(ConfigError::invalid(key, "must be at least 32 bytes"));
+    }
+    if secret == development && !allow_development_key {
+        let var = format!("{ENV_PREFIX}__{}", key.to_uppercase().replace('.', "__"));
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "is the built-in development key; set {var} (or auth.allow_development_key = \
+                 true on a developer machine)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl InternalAuthSettings {
+    /// The part every process has (all of it, here).
+    pub fn internal(&self) -> Self {
+        self.clone()
+    }
+
+    /// Refuses a short key, and the development key unless allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_key(
+            "auth.internal_token_secret",
+            &self.internal_token_secret,
+            DEV_INTERNAL_TOKEN_SECRET,
+            self.allow_development_key,
+        )
+    }
+}
 
 impl AuthSettings {
-    /// Refuses a short key, and the development key outside development.
-    pub fn validate(&self, environment: &str) -> Result<(), ConfigError> {
-        use secrecy::ExposeSecret;
-        let secret = self.jwt_secret.expose_secret();
-        if secret.len() < 32 {
-            return Err(ConfigError::invalid(
-                "auth.jwt_secret",
-                "must be at least 32 bytes",
-            ));
+    /// The part every process has.
+    pub fn internal(&self) -> InternalAuthSettings {
+        InternalAuthSettings {
+            internal_token_secret: self.internal_token_secret.clone(),
+            allow_development_key: self.allow_development_key,
         }
-        if secret == DEV_JWT_SECRET && !["local", "development", "test"].contains(&environment) {
-            return Err(ConfigError::invalid(
-                "auth.jwt_secret",
-                "is the development default; set SOCIALFLOW__AUTH__JWT_SECRET",
-            ));
-        }
-        if self.max_failed_logins == 0
-            || self.access_token_ttl_secs == 0
-            || self.refresh_token_ttl_secs == 0
-        {
-            return Err(ConfigError::invalid(
-                "auth",
-                "max_failed_logins and token lifetimes must be positive",
-            ));
+    }
+
+    /// Refuses short keys, the development keys unless allowed, and zero limits.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_key(
+            "auth.jwt_secret",
+            &self.jwt_secret,
+            DEV_JWT_SECRET,
+            self.allow_development_key,
+        )?;
+        self.internal().validate()?;
+        for (key, value) in [
+            ("auth.max_failed_logins", u64::from(self.max_failed_logins)),
+            ("auth.access_token_ttl_secs", self.access_token_ttl_secs),
+            ("auth.refresh_token_ttl_secs", self.refresh_token_ttl_secs),
+            (
+                "auth.session_max_lifetime_secs",
+                self.session_max_lifetime_secs,
+            ),
+            (
+                "auth.max_concurrent_hashes",
+                self.max_concurrent_hashes as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
         }
         Ok(())
     }
@@ -239,6 +329,9 @@ mod tests {
         port = 50052
         admin_port = 9002
         shutdown_grace_secs = 20
+        grpc_concurrency_per_connection = 8
+        grpc_request_timeout_ms = 1000
+        grpc_max_message_bytes = 1024
     "#;
 
     fn sources(dir: &Path, env: &[(&str, &str)]) -> Sources {
@@ -283,28 +376,64 @@ mod tests {
         assert!(!message.contains('\n'), "{message}");
     }
 
-    #[test]
-    fn the_development_jwt_key_is_refused_outside_development() {
-        let auth = |secret: &str| AuthSettings {
+    fn auth(secret: &str, allow_development_key: bool) -> AuthSettings {
+        AuthSettings {
             jwt_secret: secret.to_owned().into(),
+            internal_token_secret: "an-internal-secret-of-more-than-32-bytes".to_owned().into(),
+            allow_development_key,
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 3600,
+            session_max_lifetime_secs: 86400,
+            refresh_reuse_grace_secs: 30,
             max_failed_logins: 5,
             failed_login_window_secs: 900,
             lockout_secs: 900,
             suspicious_accounts_per_ip: 5,
-        };
-        assert!(auth(DEV_JWT_SECRET).validate("local").is_ok());
-        for env in ["production", "prod", "staging"] {
-            let err = auth(DEV_JWT_SECRET).validate(env).expect_err(env);
-            assert!(err.to_string().contains("auth.jwt_secret"), "{err}");
+            max_concurrent_hashes: 4,
+            hash_queue_timeout_ms: 1000,
         }
-        assert!(auth("too-short").validate("local").is_err());
+    }
+
+    #[test]
+    fn the_development_keys_are_refused_unless_explicitly_allowed() {
+        let err = auth(DEV_JWT_SECRET, false)
+            .validate()
+            .expect_err("the development key without the opt-in");
+        let message = err.to_string();
+        assert!(message.contains("`auth.jwt_secret`"), "{message}");
         assert!(
-            auth("a-real-secret-of-more-than-32-bytes-here")
-                .validate("production")
+            message.contains("SOCIALFLOW__AUTH__JWT_SECRET"),
+            "{message}"
+        );
+        assert!(auth(DEV_JWT_SECRET, true).validate().is_ok());
+
+        let internal = InternalAuthSettings {
+            internal_token_secret: DEV_INTERNAL_TOKEN_SECRET.to_owned().into(),
+            allow_development_key: false,
+        };
+        let err = internal.validate().expect_err("development internal key");
+        assert!(
+            err.to_string().contains("`auth.internal_token_secret`"),
+            "{err}"
+        );
+
+        assert!(auth("too-short", true).validate().is_err());
+        assert!(
+            auth("a-real-secret-of-more-than-32-bytes-here", false)
+                .validate()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn processes_listen_on_loopback_unless_told_otherwise() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s: Sample = load(
+            &[SHARED_DEFAULTS, "[server]\nport = 1\nadmin_port = 2\n"],
+            &sources(dir.path(), &[]),
+        )
+        .expect("valid");
+        assert_eq!(s.server.host, "127.0.0.1");
     }
 
     #[test]

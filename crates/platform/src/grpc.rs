@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use telemetry::grpc::{GrpcClientLayer, GrpcClientService, GrpcServerLayer};
+use std::sync::LazyLock;
+
+use telemetry::grpc::{GrpcClientLayer, GrpcClientService, GrpcServerLayer, KnownRpcs};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic_health::ServingStatus;
@@ -14,7 +16,23 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::config::{ConfigError, ServerSettings};
 use crate::faults::{FaultLayer, Faults};
+use crate::identity::{IdentityKey, IdentityLayer, SigningLayer, SigningService};
 use crate::lifecycle::Lifecycle;
+
+static KNOWN_RPCS: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {
+    let mut known = proto::METHODS.to_vec();
+    known.extend([
+        ("grpc.health.v1.Health", "Check"),
+        ("grpc.health.v1.Health", "Watch"),
+    ]);
+    known
+});
+
+/// Every RPC of ours and the standard health service: the only `grpc_service` and
+/// `grpc_method` label values besides `_unknown`.
+pub fn known_rpcs() -> KnownRpcs {
+    KNOWN_RPCS.as_slice()
+}
 
 /// A gRPC service's two listeners. Tests bind port 0; `main` binds the configured ports.
 pub struct Listeners {
@@ -60,11 +78,23 @@ pub fn bind(host: &str, port: u16, key: &str) -> std::io::Result<std::net::TcpLi
     }
 }
 
-/// `Server::builder()` with the layers every service uses. Order matters: telemetry is
-/// outermost so injected faults are measured and traced like real failures.
-pub fn server(faults: Faults) -> Server<Stack<FaultLayer, Stack<GrpcServerLayer, Identity>>> {
+/// The server stack every service uses.
+pub type ServerStack = Stack<FaultLayer, Stack<IdentityLayer, Stack<GrpcServerLayer, Identity>>>;
+
+/// `Server::builder()` with the bounds and layers every service uses. Order matters:
+/// telemetry is outermost so refused calls and injected faults are measured and traced
+/// like real failures; identity comes before anything that serves the call.
+pub fn server(
+    faults: Faults,
+    settings: &ServerSettings,
+    identity: IdentityKey,
+) -> Server<ServerStack> {
     Server::builder()
-        .layer(GrpcServerLayer)
+        // More calls on one connection wait for a slot instead of piling up.
+        .concurrency_limit_per_connection(settings.grpc_concurrency_per_connection)
+        .timeout(settings.grpc_request_timeout())
+        .layer(GrpcServerLayer::new(known_rpcs()))
+        .layer(IdentityLayer::new(identity))
         .layer(FaultLayer::new(faults))
 }
 
@@ -117,13 +147,15 @@ where
     Ok(())
 }
 
-/// A channel to another service that opens a client span and carries trace context and
-/// request ids in every call's metadata.
-pub type TracedChannel = GrpcClientService<Channel>;
+/// A channel to another service that opens a client span and carries trace context,
+/// request ids and a signed internal identity token in every call's metadata.
+pub type TracedChannel = GrpcClientService<SigningService<Channel>>;
 
-/// A lazily connecting, traced channel to `url` (the setting `key`, for error messages).
-pub fn channel(url: &str, key: &str) -> Result<TracedChannel, ConfigError> {
-    Ok(GrpcClientLayer.layer(raw_channel(url, key)?))
+/// A lazily connecting, traced channel to `url` (the setting `key`, for error messages)
+/// whose calls carry identity tokens signed with `identity`.
+pub fn channel(url: &str, key: &str, identity: &IdentityKey) -> Result<TracedChannel, ConfigError> {
+    let signed = SigningLayer::new(identity.clone()).layer(raw_channel(url, key)?);
+    Ok(GrpcClientLayer::new(known_rpcs()).layer(signed))
 }
 
 /// An untraced channel (health probes, which would otherwise fill traces with noise).
@@ -134,4 +166,42 @@ pub fn raw_channel(url: &str, key: &str) -> Result<Channel, ConfigError> {
         .timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
     Ok(endpoint.connect_lazy())
+}
+
+/// Metadata of a `RESOURCE_EXHAUSTED` status: whole seconds to wait before retrying.
+pub const RETRY_AFTER: &str = "retry-after";
+/// Metadata marking a `RESOURCE_EXHAUSTED` status as the service's own overload (the
+/// gateway answers 503), as opposed to a quota of the caller's (429).
+const OVERLOADED: &str = "x-socialflow-overloaded";
+
+/// `RESOURCE_EXHAUSTED` for a caller's quota (a locked account): retry after `seconds`.
+pub fn exhausted(message: impl Into<String>, seconds: u64) -> tonic::Status {
+    let mut status = tonic::Status::resource_exhausted(message);
+    if let Ok(value) = seconds.to_string().parse() {
+        status.metadata_mut().insert(RETRY_AFTER, value);
+    }
+    status
+}
+
+/// `RESOURCE_EXHAUSTED` because the service itself is saturated: retry after `seconds`.
+pub fn overloaded(message: impl Into<String>, seconds: u64) -> tonic::Status {
+    let mut status = exhausted(message, seconds);
+    status
+        .metadata_mut()
+        .insert(OVERLOADED, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
+/// The retry delay a status carries, in seconds.
+pub fn retry_after(status: &tonic::Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Whether a status says the service was saturated (see [`overloaded`]).
+pub fn is_overloaded(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(OVERLOADED)
 }

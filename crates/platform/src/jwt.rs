@@ -1,10 +1,18 @@
-//! Access tokens: JWT (RFC 7519) signed with HMAC-SHA256. user-service signs them at login
-//! and refresh; the gateway verifies them itself, with no call per request.
+//! JWTs (RFC 7519) signed with HMAC-SHA256: the users' access tokens (user-service signs
+//! them at login and refresh; the gateway verifies them itself, with no call per request)
+//! and the internal identity tokens between processes ([`crate::identity`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// Claims that expire.
+pub trait Expiring {
+    /// Expiry, seconds since the epoch.
+    fn expires_at(&self) -> i64;
+}
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -19,6 +27,12 @@ pub struct Claims {
     pub iat: i64,
     /// Unique token id.
     pub jti: String,
+}
+
+impl Expiring for Claims {
+    fn expires_at(&self) -> i64 {
+        self.exp
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +55,7 @@ fn mac(secret: &[u8]) -> HmacSha256 {
 }
 
 /// Signs `claims` into a compact JWT.
-pub fn sign(secret: &[u8], claims: &Claims) -> String {
+pub fn sign<C: Serialize>(secret: &[u8], claims: &C) -> String {
     let header = URL_SAFE_NO_PAD.encode(HEADER);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
     let signing_input = format!("{header}.{payload}");
@@ -52,7 +66,11 @@ pub fn sign(secret: &[u8], claims: &Claims) -> String {
 }
 
 /// Verifies signature, algorithm and expiry (`now` in seconds since the epoch).
-pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Claims, JwtError> {
+pub fn verify<C: DeserializeOwned + Expiring>(
+    secret: &[u8],
+    token: &str,
+    now: i64,
+) -> Result<C, JwtError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -76,12 +94,12 @@ pub fn verify(secret: &[u8], token: &str, now: i64) -> Result<Claims, JwtError> 
     // Constant-time comparison.
     mac.verify_slice(&signature)
         .map_err(|_| JwtError::Signature)?;
-    let claims: Claims = URL_SAFE_NO_PAD
+    let claims: C = URL_SAFE_NO_PAD
         .decode(payload)
         .ok()
         .and_then(|p| serde_json::from_slice(&p).ok())
         .ok_or(JwtError::Malformed)?;
-    if claims.exp <= now {
+    if claims.expires_at() <= now {
         return Err(JwtError::Expired);
     }
     Ok(claims)
@@ -106,14 +124,17 @@ mod tests {
     fn a_signed_token_verifies_until_it_expires() {
         let token = sign(SECRET, &claims(2_000));
         assert_eq!(verify(SECRET, &token, 1_500), Ok(claims(2_000)));
-        assert_eq!(verify(SECRET, &token, 2_000), Err(JwtError::Expired));
+        assert_eq!(
+            verify::<Claims>(SECRET, &token, 2_000),
+            Err(JwtError::Expired)
+        );
     }
 
     #[test]
     fn tampering_a_wrong_key_and_other_algorithms_are_refused() {
         let token = sign(SECRET, &claims(2_000));
         assert_eq!(
-            verify(b"another-secret-another-secret-xx", &token, 1_500),
+            verify::<Claims>(b"another-secret-another-secret-xx", &token, 1_500),
             Err(JwtError::Signature)
         );
         let (head, rest) = token.split_once('.').expect("three parts");
@@ -121,7 +142,7 @@ mod tests {
         let forged_payload =
             URL_SAFE_NO_PAD.encode(r#"{"sub":"someone-else","exp":9999999999,"iat":1,"jti":"x"}"#);
         assert_eq!(
-            verify(
+            verify::<Claims>(
                 SECRET,
                 &format!("{head}.{forged_payload}.{signature}"),
                 1_500
@@ -130,11 +151,11 @@ mod tests {
         );
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         assert_eq!(
-            verify(SECRET, &format!("{none_header}.{forged_payload}."), 1_500),
+            verify::<Claims>(SECRET, &format!("{none_header}.{forged_payload}."), 1_500),
             Err(JwtError::Algorithm)
         );
         assert_eq!(
-            verify(SECRET, "not-a-token", 1_500),
+            verify::<Claims>(SECRET, "not-a-token", 1_500),
             Err(JwtError::Malformed)
         );
     }

@@ -8,6 +8,7 @@ pub mod database;
 pub mod faults;
 pub mod grpc;
 pub mod health;
+pub mod identity;
 pub mod jwt;
 pub mod lifecycle;
 pub mod pagination;
@@ -17,3 +18,10 @@ pub mod s3;
 pub mod service;
 
 pub use lifecycle::Lifecycle;
+
+/// The longest login (email or username) accepted, in bytes: the longest email address
+/// (RFC 5321). The gateway and user-service both refuse longer ones.
+pub const MAX_LOGIN_BYTES: usize = 254;
+/// The longest password a login may present, in bytes (new passwords are at most 128
+/// characters); anything longer is refused before it is hashed.
+pub const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;

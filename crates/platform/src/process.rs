@@ -21,9 +21,14 @@ pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait ProcessSettings {
     fn server(&self) -> &ServerSettings;
     fn telemetry(&self) -> &TelemetrySettings;
+    /// Refuses unusable keys in `[auth]` (short, or the development ones unless allowed).
+    fn validate_auth(&self) -> Result<(), ConfigError>;
+    /// The key internal identity tokens are signed and verified with.
+    fn internal_auth(&self) -> crate::config::InternalAuthSettings;
 }
 
-/// Implements [`ProcessSettings`] for a settings struct with `server` and `telemetry` fields.
+/// Implements [`ProcessSettings`] for a settings struct with `server`, `telemetry` and
+/// `auth` (an `AuthSettings` or `InternalAuthSettings`) fields.
 #[macro_export]
 macro_rules! process_settings {
     ($settings:ty) => {
@@ -33,6 +38,12 @@ macro_rules! process_settings {
             }
             fn telemetry(&self) -> &$crate::process::TelemetrySettings {
                 &self.telemetry
+            }
+            fn validate_auth(&self) -> Result<(), $crate::config::ConfigError> {
+                self.auth.validate()
+            }
+            fn internal_auth(&self) -> $crate::config::InternalAuthSettings {
+                self.auth.internal()
             }
         }
     };

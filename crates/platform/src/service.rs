@@ -2,7 +2,6 @@
 //! (so readiness answers 503 while migrating), migrations, ready, serve, drain, stop.
 
 use std::future::Future;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -10,20 +9,26 @@ use telemetry::TelemetrySettings;
 use tonic::service::Routes;
 
 use crate::Lifecycle;
-use crate::admin::{AdminServer, HealthState};
-use crate::config::{ConfigError, DatabaseSettings, SHARED_DEFAULTS, ServerSettings, Sources};
+use crate::admin::{AdminServer, HealthState, ReportCache};
+use crate::config::{
+    ConfigError, DatabaseSettings, InternalAuthSettings, SHARED_DEFAULTS, ServerSettings, Sources,
+};
 use crate::database::{Migration, PgPool};
 use crate::faults::Faults;
 use crate::grpc::Listeners;
 use crate::health::{Checks, Probe};
+use crate::identity::IdentityKey;
+use crate::process::ProcessSettings;
 
-/// Loads a service's settings: shared defaults, then the service's own compiled-in
-/// defaults, then `config/<env>.toml`, then the environment.
-pub fn load_settings<T: DeserializeOwned>(
+/// Loads a process's settings: shared defaults, then the process's own compiled-in
+/// defaults, then `config/<env>.toml`, then the environment; then refuses unusable keys.
+pub fn load_settings<T: DeserializeOwned + ProcessSettings>(
     service_defaults: &str,
     sources: &Sources,
 ) -> Result<T, ConfigError> {
-    crate::config::load(&[SHARED_DEFAULTS, service_defaults], sources)
+    let settings: T = crate::config::load(&[SHARED_DEFAULTS, service_defaults], sources)?;
+    settings.validate_auth()?;
+    Ok(settings)
 }
 
 /// Settings of a service whose only dependency is its database.
@@ -31,6 +36,7 @@ pub fn load_settings<T: DeserializeOwned>(
 pub struct DatabaseServiceSettings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub auth: InternalAuthSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -46,9 +52,9 @@ pub struct ServiceSpec {
     /// Dependencies probed by `/health/detailed` besides the database (which is always
     /// probed, and is the one readiness depends on).
     pub other_dependencies: Vec<(String, Probe)>,
-    pub shutdown_grace: Duration,
-    /// Whether the admin port serves the fault injection routes.
-    pub fault_injection: bool,
+    pub server: ServerSettings,
+    /// Verifies the internal identity token of every call.
+    pub identity: IdentityKey,
 }
 
 impl ServiceSpec {
@@ -57,7 +63,7 @@ impl ServiceSpec {
         schema: &'static str,
         migrations: &'static [Migration],
         pool: PgPool,
-        server: &ServerSettings,
+        settings: &impl ProcessSettings,
     ) -> Self {
         Self {
             name,
@@ -65,8 +71,8 @@ impl ServiceSpec {
             migrations,
             pool,
             other_dependencies: Vec::new(),
-            shutdown_grace: server.shutdown_grace(),
-            fault_injection: server.fault_injection,
+            server: settings.server().clone(),
+            identity: IdentityKey::new(&settings.internal_auth(), name),
         }
     }
 
@@ -99,8 +105,9 @@ pub async fn run(
             lifecycle: lifecycle.clone(),
             readiness: Checks::new(vec![database]),
             detailed: Checks::new(everything),
+            public_report: ReportCache::default(),
         },
-        spec.fault_injection.then(|| faults.clone()),
+        spec.server.fault_injection.then(|| faults.clone()),
     )?;
 
     if let Err(e) = crate::database::migrate(&spec.pool, spec.schema, spec.migrations).await {
@@ -112,14 +119,15 @@ pub async fn run(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let routes = routes.add_service(health_service);
+    let server = spec.server;
     let result = crate::grpc::serve(
         listeners.grpc,
         lifecycle,
         health,
-        spec.shutdown_grace,
+        server.shutdown_grace(),
         shutdown,
         move |incoming, drain| {
-            crate::grpc::server(faults)
+            crate::grpc::server(faults, &server, spec.identity)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, drain)
         },

@@ -29,3 +29,5 @@ pub mod payments {
         tonic::include_proto!("socialflow.payments.v1");
     }
 }
+
+include!(concat!(env!("OUT_DIR"), "/methods.rs"));

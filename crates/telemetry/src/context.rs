@@ -12,7 +12,6 @@ tokio::task_local! {
 /// Metadata/header names the context travels in between processes.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const CORRELATION_ID_HEADER: &str = "x-correlation-id";
-pub const USER_ID_HEADER: &str = "x-user-id";
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -52,7 +51,9 @@ impl RequestContext {
         self.user_id.get().map(String::as_str)
     }
 
-    /// Records who is making the request; the first value set wins.
+    /// Records who is making the request, for logs and spans; the first value set wins.
+    /// Only a verified identity belongs here (the gateway's access token check, a
+    /// service's internal token check), and nothing reads it to authorise.
     pub fn set_user_id(&self, user_id: impl Into<String>) {
         // A second, different value would be a bug in the auth layer; keep the first.
         let _ = self.user_id.set(user_id.into());

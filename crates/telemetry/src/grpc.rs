@@ -15,9 +15,7 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::context::{
-    self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER, RequestContext, USER_ID_HEADER,
-};
+use crate::context::{self, CORRELATION_ID_HEADER, REQUEST_ID_HEADER, RequestContext};
 use crate::metrics as m;
 use crate::propagation;
 
@@ -36,15 +34,31 @@ pub fn take_ready<S: Clone>(service: &mut S) -> S {
     std::mem::replace(service, clone)
 }
 
-/// `/socialflow.video.v1.VideoService/GetVideo` → (`socialflow.video.v1.VideoService`, `GetVideo`).
-fn split_path(path: &str) -> (String, String) {
-    let trimmed = path.trim_start_matches('/');
-    match trimmed.split_once('/') {
-        Some((service, method)) if !service.is_empty() && !method.is_empty() => {
-            (service.to_owned(), method.to_owned())
+/// The label of a service or method that is not one of ours: a caller can send any path,
+/// and each would otherwise become new time series.
+pub const UNKNOWN: &str = "_unknown";
+
+/// The RPCs a process knows, as (fully qualified service, method); anything else is
+/// labelled [`UNKNOWN`].
+pub type KnownRpcs = &'static [(&'static str, &'static str)];
+
+/// `/socialflow.video.v1.VideoService/GetVideo` → (`socialflow.video.v1.VideoService`,
+/// `GetVideo`) when known; an unknown method of a known service keeps the service name.
+fn rpc_labels(known: KnownRpcs, path: &str) -> (&'static str, &'static str) {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let Some((service, method)) = trimmed.split_once('/') else {
+        return (UNKNOWN, UNKNOWN);
+    };
+    let mut known_service = UNKNOWN;
+    for &(s, m) in known {
+        if s == service {
+            if m == method {
+                return (s, m);
+            }
+            known_service = s;
         }
-        _ => ("unknown".to_owned(), "unknown".to_owned()),
     }
+    (known_service, UNKNOWN)
 }
 
 fn header_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
@@ -77,8 +91,8 @@ fn is_error(side: Side, code: tonic::Code) -> bool {
 /// Records one completed call: metrics and span status. Runs exactly once per call.
 struct Completion {
     side: Side,
-    service: String,
-    method: String,
+    service: &'static str,
+    method: &'static str,
     start: Instant,
     span: tracing::Span,
     header_code: Option<tonic::Code>,
@@ -87,8 +101,8 @@ struct Completion {
 impl Completion {
     fn pending(
         side: Side,
-        service: String,
-        method: String,
+        service: &'static str,
+        method: &'static str,
         start: Instant,
         span: tracing::Span,
     ) -> Self {
@@ -131,8 +145,8 @@ impl Completion {
         };
         metrics::counter!(
             handled,
-            "grpc_service" => self.service.clone(),
-            "grpc_method" => self.method.clone(),
+            "grpc_service" => self.service,
+            "grpc_method" => self.method,
             "grpc_code" => code_label
         )
         .increment(1);
@@ -221,20 +235,33 @@ where
     }
 }
 
-/// Server side: `Server::builder().layer(GrpcServerLayer)`.
-#[derive(Debug, Clone, Default)]
-pub struct GrpcServerLayer;
+/// Server side: `Server::builder().layer(GrpcServerLayer::new(known))`.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcServerLayer {
+    known: KnownRpcs,
+}
+
+impl GrpcServerLayer {
+    /// Labels calls by the RPCs in `known`; any other path is [`UNKNOWN`].
+    pub fn new(known: KnownRpcs) -> Self {
+        Self { known }
+    }
+}
 
 impl<S> Layer<S> for GrpcServerLayer {
     type Service = GrpcServerService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcServerService { inner }
+        GrpcServerService {
+            inner,
+            known: self.known,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct GrpcServerService<S> {
     inner: S,
+    known: KnownRpcs,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcServerService<S>
@@ -255,7 +282,7 @@ where
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
 
-        let (service, method) = split_path(req.uri().path());
+        let (service, method) = rpc_labels(self.known, req.uri().path());
         let headers = req.headers();
         let request_id = header_str(headers, REQUEST_ID_HEADER)
             .and_then(context::sanitize_id)
@@ -263,10 +290,9 @@ where
         let correlation_id = header_str(headers, CORRELATION_ID_HEADER)
             .and_then(context::sanitize_id)
             .unwrap_or_else(|| request_id.clone());
+        // Who the caller is comes from a verified proof, recorded by the identity layer
+        // inside this one (`user_id` on the span and in the context), never from a header.
         let ctx = RequestContext::new(request_id.clone(), correlation_id.clone());
-        if let Some(user_id) = header_str(headers, USER_ID_HEADER).and_then(context::sanitize_id) {
-            ctx.set_user_id(user_id);
-        }
 
         let span = tracing::info_span!(
             "rpc.server",
@@ -280,7 +306,7 @@ where
             error.type = tracing::field::Empty,
             request_id = %request_id,
             correlation_id = %correlation_id,
-            user_id = ctx.user_id().unwrap_or_default(),
+            user_id = tracing::field::Empty,
         );
         let parent = propagation::extract(&propagation::HttpHeaders(headers));
         if let Err(e) = span.set_parent(parent) {
@@ -296,20 +322,33 @@ where
 }
 
 /// Client side: wrap a `tonic::transport::Channel` with
-/// `tower::ServiceBuilder::new().layer(GrpcClientLayer).service(channel)`.
-#[derive(Debug, Clone, Default)]
-pub struct GrpcClientLayer;
+/// `tower::ServiceBuilder::new().layer(GrpcClientLayer::new(known)).service(channel)`.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcClientLayer {
+    known: KnownRpcs,
+}
+
+impl GrpcClientLayer {
+    /// Labels calls by the RPCs in `known`; any other path is [`UNKNOWN`].
+    pub fn new(known: KnownRpcs) -> Self {
+        Self { known }
+    }
+}
 
 impl<S> Layer<S> for GrpcClientLayer {
     type Service = GrpcClientService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcClientService { inner }
+        GrpcClientService {
+            inner,
+            known: self.known,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct GrpcClientService<S> {
     inner: S,
+    known: KnownRpcs,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcClientService<S>
@@ -331,7 +370,7 @@ where
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
         let mut inner = take_ready(&mut self.inner);
 
-        let (service, method) = split_path(req.uri().path());
+        let (service, method) = rpc_labels(self.known, req.uri().path());
         let span = tracing::info_span!(
             "rpc.client",
             otel.name = %format!("{service}/{method}"),
@@ -351,14 +390,11 @@ where
         propagation::inject(&cx, &mut propagation::HttpHeadersMut(headers));
         if let Some(ctx) = RequestContext::current() {
             let pairs = [
-                (REQUEST_ID_HEADER, Some(ctx.request_id())),
-                (CORRELATION_ID_HEADER, Some(ctx.correlation_id())),
-                (USER_ID_HEADER, ctx.user_id()),
+                (REQUEST_ID_HEADER, ctx.request_id()),
+                (CORRELATION_ID_HEADER, ctx.correlation_id()),
             ];
             for (name, value) in pairs {
-                if let Some(value) = value
-                    && let Ok(value) = http::HeaderValue::from_str(value)
-                {
+                if let Ok(value) = http::HeaderValue::from_str(value) {
                     headers.insert(http::HeaderName::from_static(name), value);
                 }
             }
@@ -387,18 +423,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rpc_paths_split_into_service_and_method() {
+    fn rpc_labels_are_known_names_or_unknown() {
+        const KNOWN: KnownRpcs = &[
+            ("socialflow.video.v1.VideoService", "GetVideo"),
+            ("socialflow.video.v1.VideoService", "ListVideos"),
+        ];
         assert_eq!(
-            split_path("/socialflow.video.v1.VideoService/GetVideo"),
-            (
-                "socialflow.video.v1.VideoService".to_owned(),
-                "GetVideo".to_owned()
-            )
+            rpc_labels(KNOWN, "/socialflow.video.v1.VideoService/GetVideo"),
+            ("socialflow.video.v1.VideoService", "GetVideo")
         );
         assert_eq!(
-            split_path("/nonsense"),
-            ("unknown".to_owned(), "unknown".to_owned())
+            rpc_labels(KNOWN, "/socialflow.video.v1.VideoService/Anything123"),
+            ("socialflow.video.v1.VideoService", UNKNOWN)
         );
+        for path in ["/evil.Service/x", "/nonsense", "", "//", "/a/b/c"] {
+            assert_eq!(rpc_labels(KNOWN, path), (UNKNOWN, UNKNOWN), "{path}");
+        }
     }
 
     #[test]

@@ -29,8 +29,57 @@ pub struct ErrorKind(pub &'static str);
 
 /// The middleware. Wrap the whole `App` with it, outermost, so it sees every request,
 /// including those that match no route.
+///
+/// A client is not trusted with our traces: unless `telemetry.trust_client_trace`, its
+/// `traceparent` is only linked (its sampled flag cannot force sampling, nor its trace id
+/// join ours), and only the allowlisted keys of its `baggage` travel on.
 #[derive(Debug, Clone, Default)]
-pub struct RequestTelemetry;
+pub struct RequestTelemetry {
+    policy: std::sync::Arc<ClientTracePolicy>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ClientTracePolicy {
+    trust_client_trace: bool,
+    baggage_allowlist: Vec<String>,
+}
+
+impl RequestTelemetry {
+    pub fn new(settings: &crate::TelemetrySettings) -> Self {
+        Self {
+            policy: std::sync::Arc::new(ClientTracePolicy {
+                trust_client_trace: settings.trust_client_trace,
+                baggage_allowlist: settings.baggage_allowlist.clone(),
+            }),
+        }
+    }
+}
+
+impl ClientTracePolicy {
+    /// Makes `span` the server span of a request whose client sent `client` context.
+    fn adopt(&self, span: &tracing::Span, client: &opentelemetry::Context) {
+        use opentelemetry::baggage::BaggageExt;
+        use opentelemetry::trace::TraceContextExt;
+        let kept: opentelemetry::baggage::Baggage = client
+            .baggage()
+            .iter()
+            .filter(|(key, _)| self.baggage_allowlist.iter().any(|k| k == key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let parent = if self.trust_client_trace {
+            client.with_baggage(kept)
+        } else {
+            let remote = client.span().span_context().clone();
+            if remote.is_valid() {
+                span.add_link(remote);
+            }
+            opentelemetry::Context::new().with_baggage(kept)
+        };
+        if let Err(e) = span.set_parent(parent) {
+            tracing::debug!(error = %e, "could not set the parent of the server span");
+        }
+    }
+}
 
 impl<S, B> Transform<S, ServiceRequest> for RequestTelemetry
 where
@@ -46,12 +95,14 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(RequestTelemetryMiddleware {
             service: Rc::new(service),
+            policy: std::sync::Arc::clone(&self.policy),
         }))
     }
 }
 
 pub struct RequestTelemetryMiddleware<S> {
     service: Rc<S>,
+    policy: std::sync::Arc<ClientTracePolicy>,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestTelemetryMiddleware<S>
@@ -101,10 +152,8 @@ where
             request_id = %request_id,
             correlation_id = %correlation_id,
         );
-        let parent = propagation::extract(&propagation::ActixHeaders(req.headers()));
-        if let Err(e) = span.set_parent(parent) {
-            tracing::debug!(error = %e, "could not set the remote parent of the server span");
-        }
+        let client = propagation::extract(&propagation::ActixHeaders(req.headers()));
+        self.policy.adopt(&span, &client);
 
         let ctx = RequestContext::new(request_id.clone(), correlation_id.clone());
         req.extensions_mut().insert(ctx.clone());
@@ -260,9 +309,73 @@ fn record(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use actix_web::http::Method;
+    use actix_web::test as actix_test;
+    use actix_web::{App, HttpResponse, web};
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+
+    const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    /// What a request's handler would send on to the services (trace context and baggage),
+    /// under the middleware configured by `settings`.
+    async fn forwarded(settings: crate::TelemetrySettings) -> HashMap<String, String> {
+        use opentelemetry::trace::TracerProvider as _;
+        propagation::install();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app =
+            actix_test::init_service(App::new().wrap(RequestTelemetry::new(&settings)).route(
+                "/",
+                web::get().to(|| async {
+                    let mut headers = HashMap::new();
+                    let cx = tracing::Span::current().context();
+                    propagation::inject(&cx, &mut headers);
+                    HttpResponse::Ok().json(headers)
+                }),
+            ))
+            .await;
+        let request = actix_test::TestRequest::get()
+            .uri("/")
+            .insert_header((
+                "traceparent",
+                format!("00-{CLIENT_TRACE}-00f067aa0ba902b7-01"),
+            ))
+            .insert_header(("baggage", "tenant=acme,session=stolen"))
+            .to_request();
+        actix_test::call_and_read_body_json(&app, request).await
+    }
+
+    #[tokio::test]
+    async fn a_client_context_is_not_continued_and_only_allowlisted_baggage_travels() {
+        let sent = forwarded(crate::TelemetrySettings {
+            baggage_allowlist: vec!["tenant".into()],
+            ..crate::TelemetrySettings::default()
+        })
+        .await;
+        assert_eq!(sent.get("baggage").map(String::as_str), Some("tenant=acme"));
+        let traceparent = sent.get("traceparent").expect("our own trace context");
+        assert!(!traceparent.contains(CLIENT_TRACE), "{traceparent}");
+
+        let sent = forwarded(crate::TelemetrySettings::default()).await;
+        assert_eq!(sent.get("baggage"), None, "no client baggage by default");
+    }
+
+    #[tokio::test]
+    async fn a_trusted_client_context_is_continued() {
+        let sent = forwarded(crate::TelemetrySettings {
+            trust_client_trace: true,
+            ..crate::TelemetrySettings::default()
+        })
+        .await;
+        let traceparent = sent.get("traceparent").expect("trace context");
+        assert!(traceparent.contains(CLIENT_TRACE), "{traceparent}");
+    }
 
     #[test]
     fn unknown_methods_share_one_label() {

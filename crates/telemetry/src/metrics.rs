@@ -68,6 +68,8 @@ pub const SUSPICIOUS_ACTIVITY_TOTAL: &str = "suspicious_activity_total";
 pub const RATE_LIMIT_HITS_TOTAL: &str = "rate_limit_hits_total";
 /// Labels: event_type, severity.
 pub const SECURITY_EVENTS_TOTAL: &str = "security_events_total";
+/// Logins and registrations refused because every password hashing slot stayed busy.
+pub const PASSWORD_HASHING_REJECTED_TOTAL: &str = "password_hashing_rejected_total";
 
 /// Labels: service, version. Always 1.
 pub const BUILD_INFO: &str = "socialflow_build_info";
@@ -266,6 +268,10 @@ fn describe() {
     describe_counter!(
         SECURITY_EVENTS_TOTAL,
         "Security events, by event type and severity."
+    );
+    describe_counter!(
+        PASSWORD_HASHING_REJECTED_TOTAL,
+        "Logins and registrations refused (503) because every password hashing slot stayed busy."
     );
     describe_gauge!(
         BUILD_INFO,

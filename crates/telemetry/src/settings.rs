@@ -21,6 +21,13 @@ pub struct TelemetrySettings {
     pub sampler: String,
     /// Argument of ratio samplers: the fraction of new traces kept, 0.0..=1.0.
     pub sampler_arg: f64,
+    /// At the edge (the gateway), continue the trace a client's `traceparent` names, with
+    /// its sampling decision. Off: every request starts a new trace, sampled by our own
+    /// sampler, with a link to the client's context (kept for correlation only).
+    pub trust_client_trace: bool,
+    /// At the edge, the client `baggage` keys passed on to the services; all others are
+    /// dropped. Empty (the default): no client baggage travels.
+    pub baggage_allowlist: Vec<String>,
 }
 
 impl Default for TelemetrySettings {
@@ -31,6 +38,8 @@ impl Default for TelemetrySettings {
             otlp_endpoint: String::new(),
             sampler: "parentbased_always_on".to_owned(),
             sampler_arg: 1.0,
+            trust_client_trace: false,
+            baggage_allowlist: Vec::new(),
         }
     }
 }

@@ -72,6 +72,10 @@ pub struct TestApp {
     pub redis_proxy: TcpProxy,
     /// Between video-service and engagement-service.
     pub engagement_proxy: TcpProxy,
+    /// Signs internal identity tokens as the gateway does, for calling services directly.
+    pub identity: platform::identity::IdentityKey,
+    /// The `auth.internal_token_secret` every process of this app shares.
+    pub internal_token_secret: String,
     running: HashMap<ServiceName, Running>,
 }
 
@@ -185,6 +189,11 @@ impl TestApp {
             "SOCIALFLOW__AUTH__JWT_SECRET".into(),
             format!("test-secret-{}-0123456789abcdef", crate::unique_suffix()),
         );
+        let internal_secret = format!("test-internal-{}-0123456789abcdef", crate::unique_suffix());
+        env.insert(
+            "SOCIALFLOW__AUTH__INTERNAL_TOKEN_SECRET".into(),
+            internal_secret.clone(),
+        );
         env.insert("SOCIALFLOW__ACTIVITY__REFRESH_SECS".into(), "1".into());
         env.insert("SOCIALFLOW__SERVER__FAULT_INJECTION".into(), "true".into());
         // Rate limits out of the way unless a test sets its own.
@@ -276,6 +285,14 @@ impl TestApp {
             redis_prefix,
             redis_proxy,
             engagement_proxy,
+            identity: platform::identity::IdentityKey::new(
+                &platform::config::InternalAuthSettings {
+                    internal_token_secret: internal_secret.clone().into(),
+                    allow_development_key: false,
+                },
+                "testkit",
+            ),
+            internal_token_secret: internal_secret,
             running,
         };
         for name in ServiceName::ALL {
@@ -309,6 +326,37 @@ impl TestApp {
     /// The gRPC address of a service (the gateway's is its HTTP address).
     pub fn api_addr(&self, name: ServiceName) -> SocketAddr {
         self.running[&name].api
+    }
+
+    /// A gRPC channel to a service whose calls carry a valid internal identity token for
+    /// `caller`, as the gateway's do.
+    pub async fn service_channel(
+        &self,
+        name: ServiceName,
+        caller: platform::identity::Caller,
+    ) -> tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor + Clone + use<>,
+    > {
+        let channel =
+            tonic::transport::Channel::from_shared(format!("http://{}", self.api_addr(name)))
+                .expect("url")
+                .connect()
+                .await
+                .expect("connect");
+        let token = self.identity.sign(caller);
+        tonic::service::interceptor::InterceptedService::new(
+            channel,
+            move |mut request: tonic::Request<()>| {
+                let value = token
+                    .parse()
+                    .map_err(|_| tonic::Status::internal("token"))?;
+                request
+                    .metadata_mut()
+                    .insert(platform::identity::IDENTITY_HEADER, value);
+                Ok(request)
+            },
+        )
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {

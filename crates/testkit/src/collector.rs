@@ -28,6 +28,8 @@ pub struct CapturedSpan {
     pub attributes: HashMap<String, String>,
     /// OTLP status code: 0 unset, 1 ok, 2 error.
     pub status_code: i32,
+    /// The spans this one links to, as (trace id, span id).
+    pub links: Vec<(String, String)>,
 }
 
 impl CapturedSpan {
@@ -93,6 +95,11 @@ impl TraceService for Store {
                         service_name: service_name.clone(),
                         attributes: attributes(&span.attributes),
                         status_code: span.status.map_or(0, |s| s.code),
+                        links: span
+                            .links
+                            .iter()
+                            .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+                            .collect(),
                     });
                 }
             }

@@ -82,6 +82,7 @@ pub fn telemetry() -> &'static TestTelemetry {
                         otlp_endpoint: format!("http://{}", collector.addr()),
                         sampler: "parentbased_always_on".into(),
                         sampler_arg: 1.0,
+                        ..telemetry::TelemetrySettings::default()
                     };
                     let guard =
                         telemetry::init_with_writer("socialflow-test", &settings, logs.clone())

@@ -15,22 +15,41 @@ use secrecy::ExposeSecret;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::crypto;
-use crate::domain::{AvatarUrl, Bio, DisplayName, Email, InvalidField, NewPassword, Username};
-use crate::security::{LoginGuard, account_key, failed_login, security_event};
-use crate::store::{CreateError, Followed, Rotation, Store, User};
+use crate::crypto::{self, HashError, Hasher};
+use crate::domain::{
+    AvatarUrl, Bio, DisplayName, Email, InvalidField, Login, NewPassword, Username,
+};
+use crate::security::{Attempt, LoginGuard, account_key, failed_login, security_event};
+use crate::store::{CreateError, Followed, Rotation, SessionRules, Store, User};
 
 const BAD_CREDENTIALS: &str = "invalid login or password";
+/// The one answer for a locked account, whichever spelling of it was tried and whenever:
+/// nothing in it (no remaining time) can tie an email to a username.
+const LOCKED: &str = "this account is temporarily locked after too many failed logins";
 
 pub struct UserApi {
     store: Store,
     guard: LoginGuard,
+    hasher: Hasher,
     auth: AuthSettings,
 }
 
 impl UserApi {
-    pub fn new(store: Store, guard: LoginGuard, auth: AuthSettings) -> Self {
-        Self { store, guard, auth }
+    pub fn new(store: Store, guard: LoginGuard, hasher: Hasher, auth: AuthSettings) -> Self {
+        Self {
+            store,
+            guard,
+            hasher,
+            auth,
+        }
+    }
+
+    fn session_rules(&self) -> SessionRules {
+        let secs = |s: u64| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 2));
+        SessionRules {
+            session_max_lifetime: secs(self.auth.session_max_lifetime_secs),
+            reuse_grace: secs(self.auth.refresh_reuse_grace_secs),
+        }
     }
 
     /// A fresh access token and a refresh token in `family`.
@@ -71,6 +90,18 @@ fn invalid(e: InvalidField) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
+impl From<HashError> for Status {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => platform::grpc::overloaded(
+                "too many sign-ins are being checked right now; try again shortly",
+                1,
+            ),
+            HashError::Failed(e) => internal(e),
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "internal failure");
     Status::internal("internal error")
@@ -81,11 +112,9 @@ fn parse_id(field: &str, raw: &str) -> Result<Uuid, Status> {
         .map_err(|_| Status::invalid_argument(format!("{field} must be a UUID, got `{raw}`")))
 }
 
-/// The caller, as the gateway verified it from the access token.
-fn caller() -> Result<Uuid, Status> {
-    telemetry::RequestContext::current()
-        .and_then(|c| c.user_id().and_then(|id| Uuid::parse_str(id).ok()))
-        .ok_or_else(|| Status::unauthenticated("sign in first"))
+/// The signed-in caller, as the internal identity token proves it.
+fn caller<T>(request: &Request<T>) -> Result<Uuid, Status> {
+    platform::identity::Caller::require_user(request)
 }
 
 fn profile(u: &User) -> Profile {
@@ -130,9 +159,7 @@ impl UserService for UserApi {
         let username = Username::parse(&r.username).map_err(invalid)?;
         let password = NewPassword::parse(&r.password, username.as_str()).map_err(invalid)?;
         let display_name = DisplayName::parse(&r.display_name).map_err(invalid)?;
-        let hash = crypto::hash_password(password.expose().to_owned())
-            .await
-            .map_err(internal)?;
+        let hash = self.hasher.hash(password.expose().to_owned()).await?;
         let user = self
             .store
             .create_user(&email, &username, &display_name, &hash)
@@ -144,36 +171,41 @@ impl UserService for UserApi {
 
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<Tokens>, Status> {
         let r = request.into_inner();
-        if r.login.trim().is_empty() {
-            return Err(Status::invalid_argument("login: is required"));
-        }
+        let login = Login::parse(&r.login).map_err(invalid)?;
         if r.password.is_empty() {
             return Err(Status::invalid_argument("password: is required"));
         }
-        let login = r.login.trim();
-        let found = self.store.credentials(login).await?;
-        let account = account_key(found.as_ref().map(|(id, _)| id), login);
-        // Locked or not, unknown or not: the same checks in the same order, so neither the
-        // answers nor their timing tell which accounts exist.
-        if let Some(seconds) = self.guard.locked_for(&account).await {
-            failed_login("locked");
-            return Err(Status::resource_exhausted(format!(
-                "this account is locked after too many failed logins; try again in {seconds} seconds"
+        if r.password.len() > platform::MAX_LOGIN_PASSWORD_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "password: must be at most {} bytes",
+                platform::MAX_LOGIN_PASSWORD_BYTES
             )));
         }
+        let found = self.store.credentials(login.as_str()).await?;
         let (user_id, hash) = match found {
             Some((id, hash)) => (Some(id), hash),
             None => (None, None),
         };
-        if !crypto::verify_password(r.password, hash).await {
+        let account = account_key(user_id.as_ref(), login.as_str());
+        // Known or unknown, the same steps in the same order, so neither the answers nor
+        // their timing tell which accounts exist. The attempt is counted before the password
+        // is checked: parallel guesses cannot outrun the lock.
+        match self.guard.reserve(&account).await {
+            Attempt::Allowed => {}
+            locked @ (Attempt::Locked | Attempt::LockedNow) => {
+                failed_login("locked");
+                if locked == Attempt::LockedNow {
+                    security_event("account_locked", "medium", user_id.as_ref());
+                }
+                return Err(platform::grpc::exhausted(LOCKED, self.guard.lockout_secs()));
+            }
+        }
+        if !self.hasher.verify(r.password, hash).await? {
             failed_login(if user_id.is_some() {
                 "bad_password"
             } else {
                 "unknown_user"
             });
-            if self.guard.record_failure(&account).await {
-                security_event("account_locked", "medium", user_id.as_ref());
-            }
             if self
                 .guard
                 .record_source_failure(&r.client_ip, &account)
@@ -204,6 +236,7 @@ impl UserService for UserApi {
                 &crypto::refresh_token_hash(&presented),
                 &new_hash,
                 self.refresh_expiry(),
+                &self.session_rules(),
             )
             .await?;
         match rotation {
@@ -262,9 +295,9 @@ impl UserService for UserApi {
 
     async fn get_me(
         &self,
-        _request: Request<GetMeRequest>,
+        request: Request<GetMeRequest>,
     ) -> Result<Response<PrivateProfile>, Status> {
-        let me = caller()?;
+        let me = caller(&request)?;
         let user = self
             .store
             .user(me)
@@ -277,7 +310,7 @@ impl UserService for UserApi {
         &self,
         request: Request<UpdateProfileRequest>,
     ) -> Result<Response<PrivateProfile>, Status> {
-        let me = caller()?;
+        let me = caller(&request)?;
         let r = request.into_inner();
         let display_name = r
             .display_name
@@ -311,9 +344,9 @@ impl UserService for UserApi {
 
     async fn delete_account(
         &self,
-        _request: Request<DeleteAccountRequest>,
+        request: Request<DeleteAccountRequest>,
     ) -> Result<Response<DeleteAccountResponse>, Status> {
-        let me = caller()?;
+        let me = caller(&request)?;
         if !self.store.delete_user(me).await? {
             return Err(Status::not_found("this account no longer exists"));
         }
@@ -383,7 +416,7 @@ impl UserApi {
 
 /// The caller and the user they (un)follow, who must be someone else.
 fn follow_pair(request: &Request<FollowRequest>, verb: &str) -> Result<(Uuid, Uuid), Status> {
-    let me = caller()?;
+    let me = caller(request)?;
     let target = parse_id("user_id", &request.get_ref().user_id)?;
     if me == target {
         return Err(Status::invalid_argument(format!(

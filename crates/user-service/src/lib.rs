@@ -8,6 +8,7 @@ mod security;
 mod store;
 
 use std::future::Future;
+use std::time::Duration;
 
 use platform::config::{
     AuthSettings, ConfigError, DatabaseSettings, RedisSettings, ServerSettings, Sources,
@@ -36,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "auth_and_follows",
         sql: include_str!("../migrations/0002_auth_and_follows.sql"),
     },
+    Migration {
+        version: 3,
+        name: "session_lifetime",
+        sql: include_str!("../migrations/0003_session_lifetime.sql"),
+    },
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,10 +56,7 @@ pub struct Settings {
 platform::process_settings!(Settings);
 
 pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
-    let settings: Settings =
-        platform::service::load_settings(include_str!("../config/default.toml"), sources)?;
-    settings.auth.validate(&settings.telemetry.environment)?;
-    Ok(settings)
+    platform::service::load_settings(include_str!("../config/default.toml"), sources)
 }
 
 /// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
@@ -71,18 +74,21 @@ pub async fn run(
         KeySpace::new(&settings.redis.key_prefix, "user:"),
         &settings.auth,
     );
+    let hasher = crypto::Hasher::new(
+        settings.auth.max_concurrent_hashes,
+        Duration::from_millis(settings.auth.hash_queue_timeout_ms),
+    );
     let api = grpc::UserApi::new(
         store::Store::new(Db::new(pool.clone())),
         guard,
+        hasher,
         settings.auth.clone(),
     );
-    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server)
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings)
         .with_dependency("redis", Probe::Redis(redis));
-    platform::service::run(
-        spec,
-        listeners,
-        Routes::new(UserServiceServer::new(api)),
-        shutdown,
-    )
-    .await
+    let routes = Routes::new(
+        UserServiceServer::new(api)
+            .max_decoding_message_size(settings.server.grpc_max_message_bytes),
+    );
+    platform::service::run(spec, listeners, routes, shutdown).await
 }

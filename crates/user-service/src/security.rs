@@ -1,11 +1,14 @@
-//! Login protection kept in Redis: failed attempts per account lock it for a while, and one
-//! client address failing on many accounts is flagged. Redis trouble never blocks a login:
+//! Login protection kept in Redis: attempts per account are reserved before the password is
+//! checked and lock it for a while past the limit, and one client address failing on many
+//! accounts is flagged. Redis trouble never blocks a login:
 //! the checks fail open and say so in the log.
 
 use fred::prelude::{ClientLike, HyperloglogInterface, KeysInterface};
 use fred::types::ExpireOptions;
+use fred::types::scripts::Script;
 use platform::config::AuthSettings;
 use platform::redis::{KeySpace, RedisClient};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// Counts a security event: the metric, and a structured log line for the SIEM.
@@ -64,15 +67,49 @@ fn degraded(what: &str, e: &fred::error::Error) {
     tracing::warn!(error = %e, check = what, "login protection unavailable (Redis); failing open");
 }
 
-/// The key an account's failures and lock live under: its user id, or for a login that
-/// names no account, the login itself, so unknown logins lock exactly like real ones and the
-/// answers never tell which accounts exist.
+/// The key an account's attempts and lock live under: its user id, or for a login that
+/// names no account, a hash of the login (whatever was sent never becomes a key), so
+/// unknown logins lock exactly like real ones and the answers never tell which accounts
+/// exist.
 pub fn account_key(user: Option<&Uuid>, login: &str) -> String {
     match user {
         Some(id) => id.to_string(),
-        None => format!("login:{}", login.trim().to_lowercase()),
+        None => {
+            let digest = Sha256::digest(login.trim().to_lowercase().as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("login:{hex}")
+        }
     }
 }
+
+/// May this login attempt be checked?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Yes; it is counted (a success resets the count).
+    Allowed,
+    /// No: the account is locked.
+    Locked,
+    /// No: this attempt went over the limit and locked the account.
+    LockedNow,
+}
+
+/// Checks the lock, counts the attempt and decides, in one atomic step, so parallel guesses
+/// cannot all slip in between a check and a count. Answers 1 (allowed), 0 (locked) or
+/// -1 (this attempt locked the account).
+const RESERVE_ATTEMPT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local attempts = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2], 'NX')
+if attempts > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], 1, 'EX', ARGV[3])
+  redis.call('DEL', KEYS[2])
+  return -1
+end
+return 1
+";
+
+static RESERVE_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::from_lua(RESERVE_ATTEMPT));
 
 impl LoginGuard {
     pub fn new(redis: RedisClient, keys: KeySpace, auth: &AuthSettings) -> Self {
@@ -99,64 +136,36 @@ impl LoginGuard {
         up
     }
 
-    /// Seconds left on the account's lock, if it is locked.
-    pub async fn locked_for(&self, account: &str) -> Option<u64> {
-        if !self.available("lock") {
-            return None;
-        }
-        match self
-            .redis
-            .ttl::<i64, _>(self.keys.key(&format!("lock:{account}")))
-            .await
-        {
-            Ok(ttl) if ttl > 0 => u64::try_from(ttl).ok(),
-            Ok(_) => None,
-            Err(e) => {
-                degraded("lock", &e);
-                None
-            }
-        }
+    /// How long a lock lasts, in seconds: the one retry delay every locked answer gives.
+    pub fn lockout_secs(&self) -> u64 {
+        u64::try_from(self.lockout_secs).unwrap_or(u64::MAX)
     }
 
-    /// Counts a failed login; `true` when this failure locked the account.
-    pub async fn record_failure(&self, account: &str) -> bool {
-        if !self.available("failures") {
-            return false;
+    /// Reserves an attempt on `account` before its password is checked: `max_failed_logins`
+    /// attempts without a success within the window are allowed, the next one locks.
+    pub async fn reserve(&self, account: &str) -> Attempt {
+        if !self.available("lock") {
+            return Attempt::Allowed;
         }
-        let fails = self.keys.key(&format!("fails:{account}"));
-        let count: i64 = match self.redis.incr(&fails).await {
-            Ok(n) => n,
-            Err(e) => {
-                degraded("failures", &e);
-                return false;
-            }
-        };
-        // NX on every failure, not only the first: should setting the expiry ever fail, the
-        // next failure sets it, and old failures cannot pile up into a lock.
-        let _: Result<bool, _> = self
-            .redis
-            .expire(&fails, self.window_secs, Some(ExpireOptions::NX))
-            .await;
-        if count < self.max_failures {
-            return false;
-        }
-        let lock = self.keys.key(&format!("lock:{account}"));
-        let locked: Result<(), _> = self
-            .redis
-            .set(
-                &lock,
-                1,
-                Some(fred::types::Expiration::EX(self.lockout_secs)),
-                None,
-                false,
-            )
-            .await;
-        let _: Result<i64, _> = self.redis.del(&fails).await;
-        match locked {
-            Ok(()) => true,
+        let keys = vec![
+            self.keys.key(&format!("lock:{account}")),
+            self.keys.key(&format!("fails:{account}")),
+        ];
+        let args = vec![
+            self.max_failures.to_string(),
+            self.window_secs.to_string(),
+            self.lockout_secs.to_string(),
+        ];
+        match RESERVE_SCRIPT
+            .evalsha_with_reload::<i64, _, _>(&self.redis, keys, args)
+            .await
+        {
+            Ok(1) => Attempt::Allowed,
+            Ok(-1) => Attempt::LockedNow,
+            Ok(_) => Attempt::Locked,
             Err(e) => {
                 degraded("lock", &e);
-                false
+                Attempt::Allowed
             }
         }
     }

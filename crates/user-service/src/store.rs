@@ -73,6 +73,39 @@ pub enum Rotation {
     Reused { user_id: Uuid },
 }
 
+/// How long sessions and their refresh tokens live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRules {
+    /// A session ends this long after its login, however often it was rotated.
+    pub session_max_lifetime: chrono::Duration,
+    /// How long after a rotation the previous token may be presented again.
+    pub reuse_grace: chrono::Duration,
+}
+
+/// The family of the refresh token `hash`, locked for the rest of the transaction so that
+/// rotations and logouts of one session happen one after the other.
+async fn lock_family(
+    tx: &deadpool_postgres::Transaction<'_>,
+    hash: &[u8],
+) -> Result<Option<Uuid>, tokio_postgres::Error> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT family_id FROM users.refresh_tokens WHERE token_hash = $1",
+            &[&hash],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let family: Uuid = row.get(0);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))",
+        &[&family],
+    )
+    .await?;
+    Ok(Some(family))
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: Db,
@@ -227,53 +260,80 @@ impl Store {
     }
 
     /// Marks the token `old_hash` used and stores `new_hash` in its family, atomically; or
-    /// says why not. A replayed token revokes its whole family.
+    /// says why not. A replayed token revokes its whole family, except the immediate
+    /// predecessor of the family's live token presented within `rules.reuse_grace` of its
+    /// rotation (a client retrying after a lost answer): that rotates again, and the live
+    /// token it never received is revoked. Serialised with [`Store::revoke_family`] on
+    /// the family, so no token rotated concurrently with a logout survives it.
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &[u8],
         new_hash: &[u8],
         expires_at: DateTime<Utc>,
+        rules: &SessionRules,
     ) -> Result<Rotation, DbError> {
         async {
             let mut conn = self.db.pool().get().await?;
             let tx = conn.transaction().await?;
+            let Some(family) = lock_family(&tx, old_hash).await? else {
+                return Ok(Rotation::Invalid);
+            };
             let row = tx
-                .query_opt(
-                    "SELECT family_id, user_id, expires_at, used_at, revoked_at
+                .query_one(
+                    "SELECT user_id, expires_at, used_at, revoked_at, session_started_at,
+                            replaced_by
                      FROM users.refresh_tokens WHERE token_hash = $1 FOR UPDATE",
                     &[&old_hash],
                 )
                 .await?;
-            let Some(row) = row else {
+            let user_id: Uuid = row.get(0);
+            let expires: DateTime<Utc> = row.get(1);
+            let used: Option<DateTime<Utc>> = row.get(2);
+            let revoked: Option<DateTime<Utc>> = row.get(3);
+            let started: DateTime<Utc> = row.get(4);
+            let successor: Option<Vec<u8>> = row.get(5);
+            let now = Utc::now();
+            if revoked.is_some() || expires <= now || started + rules.session_max_lifetime <= now
+            {
                 return Ok(Rotation::Invalid);
-            };
-            let family: Uuid = row.get(0);
-            let user_id: Uuid = row.get(1);
-            let expires: DateTime<Utc> = row.get(2);
-            let used: Option<DateTime<Utc>> = row.get(3);
-            let revoked: Option<DateTime<Utc>> = row.get(4);
-            if used.is_some() {
-                tx.execute(
-                    "UPDATE users.refresh_tokens SET revoked_at = now()
-                     WHERE family_id = $1 AND revoked_at IS NULL",
-                    &[&family],
-                )
-                .await?;
-                tx.commit().await?;
-                return Ok(Rotation::Reused { user_id });
             }
-            if revoked.is_some() || expires <= Utc::now() {
-                return Ok(Rotation::Invalid);
+            if let Some(used) = used {
+                let retry = match &successor {
+                    Some(successor) if now - used <= rules.reuse_grace => {
+                        // Only while the successor itself is untouched: then nobody has
+                        // used the session since, and the client never got that token.
+                        tx.execute(
+                            "UPDATE users.refresh_tokens SET revoked_at = now()
+                             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL",
+                            &[successor],
+                        )
+                        .await?
+                            == 1
+                    }
+                    _ => false,
+                };
+                if !retry {
+                    tx.execute(
+                        "UPDATE users.refresh_tokens SET revoked_at = now()
+                         WHERE family_id = $1 AND revoked_at IS NULL",
+                        &[&family],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(Rotation::Reused { user_id });
+                }
             }
             tx.execute(
-                "UPDATE users.refresh_tokens SET used_at = now() WHERE token_hash = $1",
-                &[&old_hash],
+                "UPDATE users.refresh_tokens SET used_at = COALESCE(used_at, now()), replaced_by = $2
+                 WHERE token_hash = $1",
+                &[&old_hash, &new_hash],
             )
             .await?;
             tx.execute(
-                "INSERT INTO users.refresh_tokens (token_hash, family_id, user_id, expires_at)
-                 VALUES ($1, $2, $3, $4)",
-                &[&new_hash, &family, &user_id, &expires_at],
+                "INSERT INTO users.refresh_tokens
+                     (token_hash, family_id, user_id, expires_at, session_started_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&new_hash, &family, &user_id, &expires_at, &started],
             )
             .await?;
             tx.commit().await?;
@@ -283,18 +343,26 @@ impl Store {
         .await
     }
 
-    /// Revokes the family of the token `hash` (logout).
+    /// Revokes the family of the token `hash` (logout), after any rotation of it in flight.
     pub async fn revoke_family(&self, hash: &[u8]) -> Result<u64, DbError> {
-        self.db
-            .execute(
-                "UPDATE",
-                "users.refresh_tokens",
-                "UPDATE users.refresh_tokens SET revoked_at = now()
-                 WHERE family_id = (SELECT family_id FROM users.refresh_tokens WHERE token_hash = $1)
-                   AND revoked_at IS NULL",
-                &[&hash],
-            )
-            .await
+        async {
+            let mut conn = self.db.pool().get().await?;
+            let tx = conn.transaction().await?;
+            let Some(family) = lock_family(&tx, hash).await? else {
+                return Ok(0);
+            };
+            let revoked = tx
+                .execute(
+                    "UPDATE users.refresh_tokens SET revoked_at = now()
+                     WHERE family_id = $1 AND revoked_at IS NULL",
+                    &[&family],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(revoked)
+        }
+        .instrument(db_span("UPDATE", "users.refresh_tokens"))
+        .await
     }
 
     /// `follower` follows `followee`; following twice changes nothing. `false` when

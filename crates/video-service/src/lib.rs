@@ -6,7 +6,9 @@ mod store;
 
 use std::future::Future;
 
-use platform::config::{ConfigError, DatabaseSettings, S3Settings, ServerSettings, Sources};
+use platform::config::{
+    ConfigError, DatabaseSettings, InternalAuthSettings, S3Settings, ServerSettings, Sources,
+};
 use platform::database::{Db, Migration};
 use platform::grpc::Listeners;
 use platform::health::Probe;
@@ -39,6 +41,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub s3: S3Settings,
     pub engagement: EngagementSettings,
+    pub auth: InternalAuthSettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -56,7 +59,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = platform::database::pool(&settings.database)?;
     let s3 = platform::s3::client(&settings.s3);
-    let engagement = platform::grpc::channel(&settings.engagement.url, "engagement.url")?;
+    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool.clone(), &settings);
+    let engagement =
+        platform::grpc::channel(&settings.engagement.url, "engagement.url", &spec.identity)?;
     let engagement_health =
         platform::grpc::raw_channel(&settings.engagement.url, "engagement.url")?;
 
@@ -71,7 +76,7 @@ pub async fn run(
     });
 
     let api = grpc::VideoApi::new(store::Store::new(Db::new(pool.clone())), engagement);
-    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool, &settings.server)
+    let spec = spec
         .with_dependency(
             "s3",
             Probe::S3 {
@@ -83,7 +88,10 @@ pub async fn run(
     platform::service::run(
         spec,
         listeners,
-        Routes::new(VideoServiceServer::new(api)),
+        Routes::new(
+            VideoServiceServer::new(api)
+                .max_decoding_message_size(settings.server.grpc_max_message_bytes),
+        ),
         shutdown,
     )
     .await

@@ -1,10 +1,13 @@
-//! The services' gRPC surfaces, called directly (not through the gateway): bad input is
-//! INVALID_ARGUMENT naming the field, and the standard health service answers.
+//! The services' gRPC surfaces, called directly (not through the gateway): only with a valid
+//! internal identity token, bad input is INVALID_ARGUMENT naming the field, metric labels
+//! stay bounded whatever path a caller sends, and the standard health service answers.
 
+use platform::identity::Caller;
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
 use proto::user::v1::RegisterRequest;
 use proto::user::v1::user_service_client::UserServiceClient;
+use proto::user::v1::{DeleteAccountRequest, GetMeRequest};
 use proto::video::v1::video_service_client::VideoServiceClient;
 use proto::video::v1::{GetVideoRequest, ListVideosRequest};
 use testkit::{ServiceName, TestApp};
@@ -22,7 +25,10 @@ async fn channel(app: &TestApp, name: ServiceName) -> Channel {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_service_refuses_bad_ids_page_sizes_and_tokens() {
     let app = TestApp::spawn().await;
-    let mut videos = VideoServiceClient::new(channel(&app, ServiceName::Video).await);
+    let mut videos = VideoServiceClient::new(
+        app.service_channel(ServiceName::Video, Caller::Anonymous)
+            .await,
+    );
 
     let err = videos
         .get_video(GetVideoRequest { id: "nope".into() })
@@ -67,7 +73,10 @@ async fn video_service_refuses_bad_ids_page_sizes_and_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_engagement_services_name_the_bad_field() {
     let app = TestApp::spawn().await;
-    let mut users = UserServiceClient::new(channel(&app, ServiceName::User).await);
+    let mut users = UserServiceClient::new(
+        app.service_channel(ServiceName::User, Caller::Anonymous)
+            .await,
+    );
     let err = users
         .register(RegisterRequest {
             email: "ann@example.com".into(),
@@ -80,7 +89,10 @@ async fn user_and_engagement_services_name_the_bad_field() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("username:"), "{}", err.message());
 
-    let mut engagement = EngagementServiceClient::new(channel(&app, ServiceName::Engagement).await);
+    let mut engagement = EngagementServiceClient::new(
+        app.service_channel(ServiceName::Engagement, Caller::Anonymous)
+            .await,
+    );
     let err = engagement
         .get_video_stats(GetVideoStatsRequest {
             video_id: "42".into(),
@@ -138,5 +150,143 @@ async fn every_service_serves_grpc_health_and_refuses_connections_once_stopped()
     assert!(
         !matches!(gone, Ok(Ok(_))),
         "a stopped service accepts no connections"
+    );
+}
+
+/// A request carrying `metadata` pairs, as any pod on the internal network could send.
+fn forged<T>(message: T, metadata: &[(&'static str, &str)]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for (key, value) in metadata {
+        request
+            .metadata_mut()
+            .insert(*key, value.parse().expect("ascii metadata"));
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_call_without_a_valid_internal_token_is_unauthenticated_whatever_it_claims() {
+    let app = TestApp::spawn().await;
+    let victim = uuid::Uuid::new_v4().to_string();
+    let outsider = platform::identity::IdentityKey::new(
+        &platform::config::InternalAuthSettings {
+            internal_token_secret: "a-key-the-platform-does-not-use-0123456789"
+                .to_owned()
+                .into(),
+            allow_development_key: false,
+        },
+        "intruder",
+    )
+    .sign(Caller::User(uuid::Uuid::parse_str(&victim).expect("uuid")));
+    let attempts: [&[(&'static str, &str)]; 4] = [
+        &[("x-user-id", &victim)],
+        &[
+            ("x-user-id", &victim),
+            ("x-socialflow-identity", "not-a-token"),
+        ],
+        &[("x-socialflow-identity", &outsider)],
+        &[],
+    ];
+    for metadata in attempts {
+        let mut users = UserServiceClient::new(channel(&app, ServiceName::User).await);
+        let err = users
+            .get_me(forged(GetMeRequest {}, metadata))
+            .await
+            .expect_err("no valid proof");
+        assert_eq!(err.code(), Code::Unauthenticated, "{metadata:?}: {err:?}");
+        let err = users
+            .delete_account(forged(DeleteAccountRequest {}, metadata))
+            .await
+            .expect_err("no valid proof");
+        assert_eq!(err.code(), Code::Unauthenticated, "{metadata:?}: {err:?}");
+
+        let mut videos = VideoServiceClient::new(channel(&app, ServiceName::Video).await);
+        let err = videos
+            .get_video(forged(GetVideoRequest { id: victim.clone() }, metadata))
+            .await
+            .expect_err("no valid proof");
+        assert_eq!(err.code(), Code::Unauthenticated, "{metadata:?}: {err:?}");
+
+        let mut engagement =
+            EngagementServiceClient::new(channel(&app, ServiceName::Engagement).await);
+        let err = engagement
+            .get_video_stats(forged(
+                GetVideoStatsRequest {
+                    video_id: victim.clone(),
+                },
+                metadata,
+            ))
+            .await
+            .expect_err("no valid proof");
+        assert_eq!(err.code(), Code::Unauthenticated, "{metadata:?}: {err:?}");
+
+        let mut payments = proto::payments::v1::payments_service_client::PaymentsServiceClient::new(
+            channel(&app, ServiceName::Payments).await,
+        );
+        let err = payments
+            .list_plans(forged(
+                proto::payments::v1::ListPlansRequest::default(),
+                metadata,
+            ))
+            .await
+            .expect_err("no valid proof");
+        assert_eq!(err.code(), Code::Unauthenticated, "{metadata:?}: {err:?}");
+    }
+
+    // The same calls with the gateway's proof are answered.
+    let mut users = UserServiceClient::new(
+        app.service_channel(
+            ServiceName::User,
+            Caller::User(uuid::Uuid::parse_str(&victim).expect("uuid")),
+        )
+        .await,
+    );
+    let err = users
+        .get_me(GetMeRequest {})
+        .await
+        .expect_err("no such user");
+    assert_eq!(err.code(), Code::NotFound, "the proof is accepted: {err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_unknown_services_and_methods_share_one_metric_label() {
+    let app = TestApp::spawn().await;
+    let mut grpc = tonic::client::Grpc::new(
+        app.service_channel(ServiceName::User, Caller::Anonymous)
+            .await,
+    );
+    for path in [
+        "/evil.Service-1a2b3c/Anything",
+        "/evil.Service-4d5e6f/Other",
+        "/socialflow.user.v1.UserService/NoSuchMethod9z",
+    ] {
+        grpc.ready().await.expect("ready");
+        let err = grpc
+            .unary::<_, (), _>(
+                tonic::Request::new(()),
+                http::uri::PathAndQuery::from_static(path),
+                tonic_prost::ProstCodec::<(), ()>::default(),
+            )
+            .await
+            .expect_err("no such RPC");
+        assert_eq!(err.code(), Code::Unimplemented, "{path}");
+    }
+    let metrics = app
+        .admin_get(ServiceName::User, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    for raw in ["evil", "NoSuchMethod9z", "1a2b3c"] {
+        assert!(!metrics.contains(raw), "`{raw}` became a label:\n{metrics}");
+    }
+    assert!(
+        metrics.contains(r#"grpc_service="_unknown",grpc_method="_unknown""#)
+            || metrics.contains(r#"grpc_method="_unknown",grpc_service="_unknown""#),
+        "unknown services are labelled _unknown"
+    );
+    assert!(
+        metrics.contains(r#"grpc_method="_unknown""#),
+        "an unknown method of a known service too"
     );
 }

@@ -84,6 +84,20 @@ pub async fn login(
     body: web::Json<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
+    // Refused here already, before anything is looked up or counted (user-service refuses
+    // them too, for callers other than the gateway).
+    if body.login.len() > platform::MAX_LOGIN_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "login must be at most {} bytes",
+            platform::MAX_LOGIN_BYTES
+        )));
+    }
+    if body.password.len() > platform::MAX_LOGIN_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "password must be at most {} bytes",
+            platform::MAX_LOGIN_PASSWORD_BYTES
+        )));
+    }
     let tokens = clients
         .users
         .clone()

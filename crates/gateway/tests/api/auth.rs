@@ -119,7 +119,7 @@ async fn an_account_registers_logs_in_reads_itself_refreshes_and_logs_out() {
         "GET /me is the private profile registration returned"
     );
 
-    // Rotation: a new refresh token, and the old one is spent.
+    // Rotation: a new refresh token, and the old one is spent once the new one is used.
     let old_refresh = text(&first, "refresh_token");
     let second = expect_tokens(refresh(&app, &old_refresh).await, &id).await;
     assert_ne!(text(&second, "refresh_token"), old_refresh);
@@ -128,6 +128,7 @@ async fn an_account_registers_logs_in_reads_itself_refreshes_and_logs_out() {
         200,
         "the refreshed access token works"
     );
+    expect_tokens(refresh(&app, &text(&second, "refresh_token")).await, &id).await;
     expect_error(refresh(&app, &old_refresh).await, 401, "unauthenticated").await;
 
     // Logout ends that session only.

@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod faults;
 mod follows;
+mod hardening;
 mod health;
 mod logs;
 mod metrics;

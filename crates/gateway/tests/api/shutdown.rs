@@ -14,6 +14,12 @@ fn spawn_gateway(app: &TestApp, port: u16, admin_port: u16) -> tokio::process::C
         .env("SOCIALFLOW__SERVER__PORT", port.to_string())
         .env("SOCIALFLOW__SERVER__ADMIN_PORT", admin_port.to_string())
         .env("SOCIALFLOW__SERVER__SHUTDOWN_GRACE_SECS", "15")
+        // The development JWT key is fine here; the services need the app's internal key.
+        .env("SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY", "true")
+        .env(
+            "SOCIALFLOW__AUTH__INTERNAL_TOKEN_SECRET",
+            &app.internal_token_secret,
+        )
         .env("SOCIALFLOW__DATABASE__URL", app.db.url())
         .env("SOCIALFLOW__S3__ENDPOINT", app.s3.endpoint())
         .env("SOCIALFLOW__S3__BUCKET", &app.bucket)
@@ -148,6 +154,7 @@ async fn a_bad_setting_fails_start_with_one_line_naming_the_key() {
         .env("SOCIALFLOW__SERVER__PORT", "0")
         .env("SOCIALFLOW__SERVER__ADMIN_PORT", "0")
         .env("SOCIALFLOW__SERVICES__VIDEO", "not a url")
+        .env("SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY", "true")
         .output()
         .await
         .expect("gateway binary runs");
@@ -179,6 +186,7 @@ async fn the_healthcheck_subcommand_exits_0_when_ready_and_1_when_nothing_answer
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
             .arg("healthcheck")
             .env("SOCIALFLOW__SERVER__ADMIN_PORT", &port)
+            .env("SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY", "true")
             .output()
             .await
             .expect("healthcheck runs");

@@ -14,7 +14,11 @@ fn find<'a>(spans: &'a [CapturedSpan], name: &str, kind: i32) -> &'a CapturedSpa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_follows_a_video_request_through_gateway_video_and_engagement() {
-    let app = TestApp::spawn().await;
+    // Continuing a client's trace is opt-in (a trusted client, e.g. our own front end).
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__TELEMETRY__TRUST_CLIENT_TRACE", "true")
+        .spawn()
+        .await;
     let video_id = app.insert_video("Traced", "published").await;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let client_span = "00f067aa0ba902b7";
@@ -92,6 +96,48 @@ async fn one_trace_follows_a_video_request_through_gateway_video_and_engagement(
         CapturedSpan::CLIENT,
     );
     assert_eq!(stats_query.parent_span_id, engagement.span_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_client_traceparent_is_only_linked_and_starts_no_trace_of_ours() {
+    let app = TestApp::spawn().await;
+    let video_id = app.insert_video("Linked", "published").await;
+    let client_trace = uuid::Uuid::new_v4().simple().to_string();
+    let client_span = "00f067aa0ba902b7";
+    let response = app
+        .http
+        .get(format!("{}/api/v1/videos/{video_id}", app.gateway_url()))
+        .header("traceparent", format!("00-{client_trace}-{client_span}-01"))
+        .header("baggage", "tenant=acme,session=stolen")
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(response.status(), 200);
+
+    let link = (client_trace.clone(), client_span.to_owned());
+    let spans = testkit::telemetry()
+        .wait_for_spans(Duration::from_secs(15), |spans| {
+            spans.iter().any(|s| s.links.contains(&link))
+        })
+        .await;
+    let gateway = spans
+        .iter()
+        .find(|s| s.links.contains(&link))
+        .expect("the gateway's span links the client's context");
+    assert_eq!(gateway.name, "GET /api/v1/videos/{id}");
+    assert_ne!(gateway.trace_id, client_trace, "a trace of our own");
+    assert!(
+        gateway.parent_span_id.is_empty(),
+        "a root span: {gateway:?}"
+    );
+    assert!(
+        spans.iter().all(|s| s.trace_id != client_trace),
+        "nothing joins the client's trace"
+    );
+    // The services' spans are in the gateway's trace.
+    assert!(spans.iter().any(|s| s.trace_id == gateway.trace_id
+        && s.name == "socialflow.video.v1.VideoService/GetVideo"
+        && s.kind == CapturedSpan::SERVER));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

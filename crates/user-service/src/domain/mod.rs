@@ -4,7 +4,7 @@ mod names;
 mod password;
 mod profile;
 
-pub use names::{DisplayName, Email, Username};
+pub use names::{DisplayName, Email, Login, Username};
 pub use password::NewPassword;
 pub use profile::{AvatarUrl, Bio};
 

@@ -36,6 +36,31 @@ impl Email {
     }
 }
 
+/// What a login names an account by, an email or a username: trimmed, at most 254 bytes
+/// (no email or username is longer, and the bound keeps what reaches Redis keys small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login(String);
+
+impl Login {
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let login = raw.trim();
+        if login.is_empty() {
+            return Err(InvalidField::new("login", "is required"));
+        }
+        if login.len() > platform::MAX_LOGIN_BYTES {
+            return Err(InvalidField::new(
+                "login",
+                format!("must be at most {} bytes", platform::MAX_LOGIN_BYTES),
+            ));
+        }
+        Ok(Self(login.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A username: 3 to 30 ASCII letters, digits or underscores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
@@ -94,6 +119,17 @@ impl DisplayName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_is_trimmed_required_and_at_most_254_bytes() {
+        assert_eq!(Login::parse("  ann  ").expect("valid").as_str(), "ann");
+        assert_eq!(Login::parse("   ").expect_err("blank").field, "login");
+        assert!(Login::parse(&"a".repeat(254)).is_ok());
+        let err = Login::parse(&"a".repeat(255)).expect_err("too long");
+        assert_eq!(err.to_string(), "login: must be at most 254 bytes");
+        // Bytes, not characters: 128 two-byte characters are 256 bytes.
+        assert!(Login::parse(&"é".repeat(128)).is_err());
+    }
 
     #[test]
     fn emails() {

@@ -1,30 +1,40 @@
 {{/*
 The five processes. `key` is the values block, `api` the name of the API port (`http` for
 the REST gateway, `grpc` for the services), `sections` the settings sections the binary
-reads (its Settings struct), so each process gets exactly those variables.
-scripts/check-deploy.py compares this with the Settings structs in crates/.
+reads (its Settings struct), so each process gets exactly those variables. `userTokens`:
+verifies or signs user access tokens, so it gets auth.jwt_secret (the others get only
+auth.internal_token_secret). `calls`: the gRPC services it calls, which the NetworkPolicy
+lets it reach. scripts/check-deploy.py compares this with the Settings structs in crates/.
 */}}
 {{- define "socialflow.components" -}}
 gateway:
   key: gateway
   api: http
   sections: [server, http, services, database, redis, s3, auth, rate_limit, activity, telemetry]
+  userTokens: true
+  calls: [user-service, video-service, engagement-service, payments-service]
 user-service:
   key: userService
   api: grpc
   sections: [server, database, redis, auth, telemetry]
+  userTokens: true
+  calls: []
 video-service:
   key: videoService
   api: grpc
-  sections: [server, database, s3, engagement, telemetry]
+  sections: [server, database, s3, engagement, auth, telemetry]
+  calls: [engagement-service]
 engagement-service:
   key: engagementService
   api: grpc
-  sections: [server, database, telemetry]
+  sections: [server, database, auth, telemetry]
+  calls: []
 payments-service:
   key: paymentsService
   api: grpc
-  sections: [server, database, telemetry]
+  sections: [server, database, auth, telemetry]
+  # View counts behind payouts (docs/architecture.md).
+  calls: [engagement-service]
 {{- end }}
 
 {{- define "socialflow.name" -}}
@@ -152,6 +162,7 @@ ConfigMap). Arguments: (list $ "gateway").
 {{- if has "http" $meta.sections }}
 {{- $_ := set $env "SOCIALFLOW__HTTP__MAX_BODY_BYTES" ($c.http.maxBodyBytes | int64 | toString) }}
 {{- $_ := set $env "SOCIALFLOW__HTTP__WORKERS" ($c.http.workers | int64 | toString) }}
+{{- $_ := set $env "SOCIALFLOW__HTTP__TRUSTED_PROXY_HOPS" ($c.http.trustedProxyHops | int64 | toString) }}
 {{- end }}
 {{- if has "services" $meta.sections }}
 {{- $_ := set $env "SOCIALFLOW__SERVICES__USER" (include "socialflow.grpcUrl" (list $root "user-service")) }}
@@ -244,10 +255,17 @@ put a password into a URL with $(SF_...). Arguments: (list $ "gateway").
       key: {{ $v.s3.secretKeyKey }}
 {{- end }}
 {{- if has "auth" $meta.sections }}
+{{- if $meta.userTokens }}
 - name: SOCIALFLOW__AUTH__JWT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ required "auth.existingSecret is required (the JWT signing key)" $v.auth.existingSecret }}
       key: {{ $v.auth.jwtSecretKey }}
+{{- end }}
+- name: SOCIALFLOW__AUTH__INTERNAL_TOKEN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "auth.existingSecret is required (the internal token key)" $v.auth.existingSecret }}
+      key: {{ $v.auth.internalTokenSecretKey }}
 {{- end }}
 {{- end }}
