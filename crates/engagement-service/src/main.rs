@@ -1,7 +1,3 @@
 fn main() -> std::process::ExitCode {
-    platform::process::run_grpc_main(
-        engagement_service::SERVICE,
-        engagement_service::load_settings,
-        engagement_service::run,
-    )
+    platform::service::main::<engagement_service::Service>()
 }

@@ -9,20 +9,15 @@ pub struct VideoStats {
     pub likes: u64,
 }
 
+/// The `engagement` schema.
 #[derive(Clone)]
-pub struct Store {
-    db: Db,
-}
+pub struct Store(pub Db);
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
     /// Counts for a video; zero for a video nobody has watched or liked yet.
     pub async fn video_stats(&self, video_id: Uuid) -> Result<VideoStats, DbError> {
         let row = self
-            .db
+            .0
             .query_opt(
                 "SELECT",
                 "engagement.video_stats",

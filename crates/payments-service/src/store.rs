@@ -11,20 +11,15 @@ pub struct Plan {
     pub interval: String,
 }
 
+/// The `payments` schema.
 #[derive(Clone)]
-pub struct Store {
-    db: Db,
-}
+pub struct Store(pub Db);
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
     /// Active plans, cheapest first.
     pub async fn active_plans(&self) -> Result<Vec<Plan>, DbError> {
         let rows = self
-            .db
+            .0
             .query(
                 "SELECT",
                 "payments.subscription_plans",

@@ -30,6 +30,8 @@ pub enum Probe {
     },
     /// A service's standard gRPC health endpoint (overall status, service name "").
     Grpc(tonic::transport::Channel),
+    /// A background worker of this process: healthy while it runs.
+    Worker(crate::worker::WorkerHealth),
 }
 
 impl Probe {
@@ -50,6 +52,13 @@ impl Probe {
                     Ok(())
                 } else {
                     Err(format!("reports {}", status.as_str_name()))
+                }
+            }
+            Self::Worker(health) => {
+                if health.is_running() {
+                    Ok(())
+                } else {
+                    Err("the worker has stopped".to_owned())
                 }
             }
         }

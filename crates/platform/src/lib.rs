@@ -16,6 +16,7 @@ pub mod process;
 pub mod redis;
 pub mod s3;
 pub mod service;
+pub mod worker;
 
 pub use lifecycle::Lifecycle;
 

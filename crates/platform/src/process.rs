@@ -20,6 +20,7 @@ pub type Shutdown = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 /// What every process's settings have.
 pub trait ProcessSettings {
     fn server(&self) -> &ServerSettings;
+    fn database(&self) -> &crate::config::DatabaseSettings;
     fn telemetry(&self) -> &TelemetrySettings;
     /// Refuses unusable keys in `[auth]` (short, or the development ones unless allowed).
     fn validate_auth(&self) -> Result<(), ConfigError>;
@@ -27,14 +28,17 @@ pub trait ProcessSettings {
     fn internal_auth(&self) -> crate::config::InternalAuthSettings;
 }
 
-/// Implements [`ProcessSettings`] for a settings struct with `server`, `telemetry` and
-/// `auth` (an `AuthSettings` or `InternalAuthSettings`) fields.
+/// Implements [`ProcessSettings`] for a settings struct with `server`, `database`,
+/// `telemetry` and `auth` (an `AuthSettings` or `InternalAuthSettings`) fields.
 #[macro_export]
 macro_rules! process_settings {
     ($settings:ty) => {
         impl $crate::process::ProcessSettings for $settings {
             fn server(&self) -> &$crate::config::ServerSettings {
                 &self.server
+            }
+            fn database(&self) -> &$crate::config::DatabaseSettings {
+                &self.database
             }
             fn telemetry(&self) -> &$crate::process::TelemetrySettings {
                 &self.telemetry
@@ -53,6 +57,7 @@ macro_rules! process_settings {
 /// configured ports, then [`run_main`].
 pub fn run_grpc_main<S, F, Fut>(
     service: &'static str,
+    span_targets: &[&'static str],
     load: impl FnOnce(&Sources) -> Result<S, ConfigError>,
     run: F,
 ) -> ExitCode
@@ -61,17 +66,24 @@ where
     F: FnOnce(S, Listeners, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    run_main(service, load, |settings, shutdown| async move {
-        let listeners = Listeners::bind(settings.server()).await?;
-        run(settings, listeners, shutdown).await
-    })
+    run_main(
+        service,
+        span_targets,
+        load,
+        |settings, shutdown| async move {
+            let listeners = Listeners::bind(settings.server()).await?;
+            run(settings, listeners, shutdown).await
+        },
+    )
 }
 
 /// Runs a process. `run` gets the settings and the shutdown signal and returns when the
-/// process has drained. Exit codes: 0 after a clean stop, 1 on a runtime failure, 2 on a
+/// process has drained. The spans of `span_targets` (the process's crates; `platform` and
+/// `telemetry` always) are exported. Exit codes: 0 after a clean stop, 1 on a runtime failure, 2 on a
 /// configuration error (the message names the key).
 pub fn run_main<S, F, Fut>(
     service: &'static str,
+    span_targets: &[&'static str],
     load: impl FnOnce(&Sources) -> Result<S, ConfigError>,
     run: F,
 ) -> ExitCode
@@ -107,7 +119,10 @@ where
         }
     };
     runtime.block_on(async move {
-        let guard = match telemetry::init(service, settings.telemetry()) {
+        let targets: Vec<&str> = std::iter::once("platform")
+            .chain(span_targets.iter().copied())
+            .collect();
+        let guard = match telemetry::init(service, settings.telemetry(), &targets) {
             Ok(guard) => guard,
             Err(e) => {
                 eprintln!("{service}: {e}");

@@ -13,12 +13,13 @@ use crate::admin::{AdminServer, HealthState, ReportCache};
 use crate::config::{
     ConfigError, DatabaseSettings, InternalAuthSettings, SHARED_DEFAULTS, ServerSettings, Sources,
 };
-use crate::database::{Migration, PgPool};
+use crate::database::{Db, Migration};
 use crate::faults::Faults;
 use crate::grpc::Listeners;
 use crate::health::{Checks, Probe};
 use crate::identity::IdentityKey;
 use crate::process::ProcessSettings;
+use crate::worker::{Worker, Workers};
 
 /// Loads a process's settings: shared defaults, then the process's own compiled-in
 /// defaults, then `config/<env>.toml`, then the environment; then refuses unusable keys.
@@ -42,97 +43,159 @@ pub struct DatabaseServiceSettings {
 
 crate::process_settings!(DatabaseServiceSettings);
 
-/// What differs between services.
-pub struct ServiceSpec {
-    pub name: &'static str,
+/// A gRPC service of Social Flow, declared once: the platform loads its settings, opens
+/// its database, migrates its schema, serves its routes (with health, identity, telemetry
+/// and fault injection), runs its workers and drains it all on shutdown.
+///
+/// Adding a service is writing its domain and adapter and one `impl Service`.
+pub trait Service: 'static {
+    /// The process name, on every log line, span and metric.
+    const NAME: &'static str;
+    /// The crate's `tracing` target (`env!("CARGO_CRATE_NAME")`): its spans are exported.
+    const CRATE: &'static str;
     /// The Postgres schema the service owns and migrates.
-    pub schema: &'static str,
-    pub migrations: &'static [Migration],
-    pub pool: PgPool,
-    /// Dependencies probed by `/health/detailed` besides the database (which is always
-    /// probed, and is the one readiness depends on).
-    pub other_dependencies: Vec<(String, Probe)>,
-    pub server: ServerSettings,
-    /// Verifies the internal identity token of every call.
-    pub identity: IdentityKey,
+    const SCHEMA: &'static str;
+    const MIGRATIONS: &'static [Migration];
+    /// The service's compiled-in defaults (`include_str!("../config/default.toml")`).
+    const DEFAULTS: &'static str;
+    type Settings: DeserializeOwned + ProcessSettings + Send + Sync + 'static;
+
+    /// Checks beyond what deserialising and `[auth]` validation catch.
+    fn validate(_settings: &Self::Settings) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The service's gRPC routes, and what else it probes and runs.
+    fn build(
+        settings: &Self::Settings,
+        shared: &Shared,
+    ) -> impl Future<Output = anyhow::Result<Parts>> + Send;
 }
 
-impl ServiceSpec {
-    pub fn new(
-        name: &'static str,
-        schema: &'static str,
-        migrations: &'static [Migration],
-        pool: PgPool,
-        settings: &impl ProcessSettings,
-    ) -> Self {
+/// What the platform hands every service to build on.
+pub struct Shared {
+    /// The service's database (its schema is migrated before anything is served).
+    pub db: Db,
+    /// Signs the internal identity tokens of the service's own outgoing calls.
+    pub identity: IdentityKey,
+    pub server: ServerSettings,
+}
+
+/// What a service is made of besides the platform's part.
+pub struct Parts {
+    routes: Routes,
+    dependencies: Vec<(String, Probe)>,
+    workers: Vec<Worker>,
+}
+
+impl Parts {
+    /// The service's gRPC routes (`grpc.health.v1.Health` is added by the platform).
+    pub fn new(routes: Routes) -> Self {
         Self {
-            name,
-            schema,
-            migrations,
-            pool,
-            other_dependencies: Vec::new(),
-            server: settings.server().clone(),
-            identity: IdentityKey::new(&settings.internal_auth(), name),
+            routes,
+            dependencies: Vec::new(),
+            workers: Vec::new(),
         }
     }
 
-    /// Another dependency `/health/detailed` probes.
+    /// Another dependency `/health/detailed` probes (the database always is).
     pub fn with_dependency(mut self, name: &str, probe: Probe) -> Self {
-        self.other_dependencies.push((name.to_owned(), probe));
+        self.dependencies.push((name.to_owned(), probe));
+        self
+    }
+
+    /// A background worker, started after migrations, drained on shutdown.
+    pub fn with_worker(mut self, worker: Worker) -> Self {
+        self.workers.push(worker);
         self
     }
 }
 
-/// Runs the service with `routes` (its gRPC services; `grpc.health.v1.Health` is added
-/// here) until `shutdown` resolves, then drains and returns.
-pub async fn run(
-    spec: ServiceSpec,
+/// Loads the settings of service `S`.
+pub fn load<S: Service>(sources: &Sources) -> Result<S::Settings, ConfigError> {
+    let settings = load_settings::<S::Settings>(S::DEFAULTS, sources)?;
+    S::validate(&settings)?;
+    Ok(settings)
+}
+
+/// `main` of service `S`.
+pub fn main<S: Service>() -> std::process::ExitCode {
+    crate::process::run_grpc_main(S::NAME, &[S::CRATE], load::<S>, run::<S>)
+}
+
+/// Runs service `S` on `listeners` until `shutdown` resolves, then: readiness turns 503,
+/// workers are told to drain, the gRPC server stops accepting and in-flight RPCs and
+/// workers get the grace period to finish.
+pub async fn run<S: Service>(
+    settings: S::Settings,
     listeners: Listeners,
-    routes: Routes,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    telemetry::metrics::record_build_info(spec.name);
-    crate::database::spawn_pool_gauge(spec.pool.clone(), spec.name);
+    let server = settings.server().clone();
+    let pool = crate::database::pool(settings.database())?;
+    let shared = Shared {
+        db: Db::new(pool.clone()),
+        identity: IdentityKey::new(&settings.internal_auth(), S::NAME),
+        server: server.clone(),
+    };
+    let parts = S::build(&settings, &shared).await?;
+
+    telemetry::metrics::record_build_info(S::NAME);
+    crate::database::spawn_pool_gauge(pool.clone(), S::NAME);
     let lifecycle = Lifecycle::new();
-    let faults = Faults::new(spec.name);
-    let database = ("database".to_owned(), Probe::Postgres(spec.pool.clone()));
-    let mut everything = vec![database.clone()];
-    everything.extend(spec.other_dependencies);
+    let faults = Faults::new(S::NAME);
+    let mut readiness = vec![("database".to_owned(), Probe::Postgres(pool.clone()))];
+    for worker in &parts.workers {
+        readiness.push((
+            format!("worker:{}", worker.name()),
+            Probe::Worker(worker.health()),
+        ));
+    }
+    let mut everything = readiness.clone();
+    everything.extend(parts.dependencies);
     let admin = AdminServer::start(
         listeners.admin,
         HealthState {
-            service: spec.name,
+            service: S::NAME,
             lifecycle: lifecycle.clone(),
-            readiness: Checks::new(vec![database]),
+            readiness: Checks::new(readiness),
             detailed: Checks::new(everything),
             public_report: ReportCache::default(),
         },
-        spec.server.fault_injection.then(|| faults.clone()),
+        server.fault_injection.then(|| faults.clone()),
     )?;
 
-    if let Err(e) = crate::database::migrate(&spec.pool, spec.schema, spec.migrations).await {
+    if let Err(e) = crate::database::migrate(&pool, S::SCHEMA, S::MIGRATIONS).await {
         admin.stop().await;
         return Err(e.into());
     }
+    let workers = Workers::start(parts.workers);
     lifecycle.mark_ready();
-    tracing::info!(service = spec.name, "ready");
+    tracing::info!(service = S::NAME, "ready");
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    let routes = routes.add_service(health_service);
-    let server = spec.server;
-    let result = crate::grpc::serve(
+    let routes = parts.routes.add_service(health_service);
+    let grace = server.shutdown_grace();
+    // Workers are told to drain the moment shutdown begins, alongside the RPCs.
+    let trigger = workers.drain_trigger();
+    let shutdown = async move {
+        shutdown.await;
+        trigger.fire();
+    };
+    let served = crate::grpc::serve(
         listeners.grpc,
         lifecycle,
         health,
-        server.shutdown_grace(),
+        grace,
         shutdown,
         move |incoming, drain| {
-            crate::grpc::server(faults, &server, spec.identity)
+            crate::grpc::server(faults, &server, shared.identity)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, drain)
         },
     )
     .await;
+    let drained = workers.drain(grace).await;
     admin.stop().await;
-    result
+    served.and(drained)
 }

@@ -85,17 +85,23 @@ impl Drop for TelemetryGuard {
 static INITIALISED: OnceLock<ServiceInfo> = OnceLock::new();
 
 /// Starts logs (JSON on stdout), traces (OTLP when an endpoint is set) and metrics
-/// (Prometheus registry) for the process `service_name`.
+/// (Prometheus registry) for the process `service_name`, whose spans come from the crates
+/// `span_targets` (their `tracing` targets, e.g. `user_service`).
 ///
 /// Must be called inside a Tokio runtime (the OTLP exporter and metric upkeep run on it).
-pub fn init(service_name: &str, settings: &TelemetrySettings) -> Result<TelemetryGuard, InitError> {
-    init_with_writer(service_name, settings, std::io::stdout)
+pub fn init(
+    service_name: &str,
+    settings: &TelemetrySettings,
+    span_targets: &[&str],
+) -> Result<TelemetryGuard, InitError> {
+    init_with_writer(service_name, settings, span_targets, std::io::stdout)
 }
 
 /// [`init`] with log lines written to `writer` instead of stdout (tests capture them).
 pub fn init_with_writer<W>(
     service_name: &str,
     settings: &TelemetrySettings,
+    span_targets: &[&str],
     writer: W,
 ) -> Result<TelemetryGuard, InitError>
 where
@@ -129,7 +135,7 @@ where
     let trace_layer = tracing_opentelemetry::layer()
         .with_tracer(traces.tracer())
         .with_level(true)
-        .with_filter(traces::span_filter());
+        .with_filter(traces::span_filter(span_targets));
 
     tracing_subscriber::registry()
         .with(trace_layer)

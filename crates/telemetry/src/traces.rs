@@ -91,17 +91,15 @@ fn sampler(kind: SamplerKind) -> Sampler {
     }
 }
 
-/// Which `tracing` spans become OpenTelemetry spans: ours at info and above, and nothing
-/// from the libraries underneath (h2, hyper, tonic internals would flood every trace).
-/// Independent of `RUST_LOG` on purpose.
-pub(crate) fn span_filter() -> Targets {
-    Targets::new()
-        .with_default(tracing::Level::WARN)
-        .with_target("telemetry", tracing::Level::INFO)
-        .with_target("platform", tracing::Level::INFO)
-        .with_target("gateway", tracing::Level::INFO)
-        .with_target("user_service", tracing::Level::INFO)
-        .with_target("video_service", tracing::Level::INFO)
-        .with_target("engagement_service", tracing::Level::INFO)
-        .with_target("payments_service", tracing::Level::INFO)
+/// Which `tracing` spans become OpenTelemetry spans: those of `targets` (the process's own
+/// crates, as the caller names them) and this crate at info and above, and nothing from the
+/// libraries underneath (h2, hyper, tonic internals would flood every trace). Independent
+/// of `RUST_LOG` on purpose.
+pub(crate) fn span_filter(targets: &[&str]) -> Targets {
+    targets.iter().fold(
+        Targets::new()
+            .with_default(tracing::Level::WARN)
+            .with_target("telemetry", tracing::Level::INFO),
+        |filter, target| filter.with_target(*target, tracing::Level::INFO),
+    )
 }

@@ -61,6 +61,16 @@ impl TestTelemetry {
 
 static TELEMETRY: OnceLock<TestTelemetry> = OnceLock::new();
 
+/// Every process runs in the test process: all their crates' spans are exported.
+const SPAN_TARGETS: &[&str] = &[
+    "platform",
+    "gateway",
+    "user_service",
+    "video_service",
+    "engagement_service",
+    "payments_service",
+];
+
 /// The process's test telemetry, started on first use.
 pub fn telemetry() -> &'static TestTelemetry {
     TELEMETRY.get_or_init(|| {
@@ -84,9 +94,13 @@ pub fn telemetry() -> &'static TestTelemetry {
                         sampler_arg: 1.0,
                         ..telemetry::TelemetrySettings::default()
                     };
-                    let guard =
-                        telemetry::init_with_writer("socialflow-test", &settings, logs.clone())
-                            .expect("telemetry starts");
+                    let guard = telemetry::init_with_writer(
+                        "socialflow-test",
+                        &settings,
+                        SPAN_TARGETS,
+                        logs.clone(),
+                    )
+                    .expect("telemetry starts");
                     tx.send(TestTelemetry {
                         collector,
                         logs,

@@ -106,16 +106,11 @@ async fn lock_family(
     Ok(Some(family))
 }
 
+/// The `users` schema.
 #[derive(Clone)]
-pub struct Store {
-    db: Db,
-}
+pub struct Store(pub Db);
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
     pub async fn create_user(
         &self,
         email: &Email,
@@ -124,7 +119,7 @@ impl Store {
         password_hash: &str,
     ) -> Result<User, CreateError> {
         let inserted = self
-            .db
+            .0
             .query_one(
                 "INSERT",
                 "users.users",
@@ -157,7 +152,7 @@ impl Store {
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, DbError> {
         let sql = format!("SELECT {PROFILE} FROM users.users u WHERE u.id = $1");
         Ok(self
-            .db
+            .0
             .query_opt("SELECT", "users.users", &sql, &[&id])
             .await?
             .as_ref()
@@ -168,7 +163,7 @@ impl Store {
         let sql =
             format!("SELECT {PROFILE} FROM users.users u WHERE lower(u.username) = lower($1)");
         Ok(self
-            .db
+            .0
             .query_opt("SELECT", "users.users", &sql, &[&username])
             .await?
             .as_ref()
@@ -181,7 +176,7 @@ impl Store {
         login: &str,
     ) -> Result<Option<(Uuid, Option<String>)>, DbError> {
         let row = self
-            .db
+            .0
             .query_opt(
                 "SELECT",
                 "users.users",
@@ -215,7 +210,7 @@ impl Store {
              RETURNING {PROFILE}"
         );
         let row = self
-            .db
+            .0
             .query_opt(
                 "UPDATE",
                 "users.users",
@@ -229,7 +224,7 @@ impl Store {
     /// Deletes the account; its tokens and follows go with it.
     pub async fn delete_user(&self, id: Uuid) -> Result<bool, DbError> {
         let deleted = self
-            .db
+            .0
             .execute(
                 "DELETE",
                 "users.users",
@@ -247,7 +242,7 @@ impl Store {
         user_id: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        self.db
+        self.0
             .execute(
                 "INSERT",
                 "users.refresh_tokens",
@@ -273,7 +268,7 @@ impl Store {
         rules: &SessionRules,
     ) -> Result<Rotation, DbError> {
         async {
-            let mut conn = self.db.pool().get().await?;
+            let mut conn = self.0.pool().get().await?;
             let tx = conn.transaction().await?;
             let Some(family) = lock_family(&tx, old_hash).await? else {
                 return Ok(Rotation::Invalid);
@@ -346,7 +341,7 @@ impl Store {
     /// Revokes the family of the token `hash` (logout), after any rotation of it in flight.
     pub async fn revoke_family(&self, hash: &[u8]) -> Result<u64, DbError> {
         async {
-            let mut conn = self.db.pool().get().await?;
+            let mut conn = self.0.pool().get().await?;
             let tx = conn.transaction().await?;
             let Some(family) = lock_family(&tx, hash).await? else {
                 return Ok(0);
@@ -370,7 +365,7 @@ impl Store {
     /// token was issued).
     pub async fn follow(&self, follower: Uuid, followee: Uuid) -> Result<Followed, DbError> {
         let result = self
-            .db
+            .0
             .execute(
                 "INSERT",
                 "users.follows",
@@ -393,7 +388,7 @@ impl Store {
     }
 
     pub async fn unfollow(&self, follower: Uuid, followee: Uuid) -> Result<(), DbError> {
-        self.db
+        self.0
             .execute(
                 "DELETE",
                 "users.follows",
@@ -428,7 +423,7 @@ impl Store {
         let rows = match cursor {
             None => {
                 let sql = format!("{base} ORDER BY f.created_at DESC, f.{other} DESC LIMIT $2");
-                self.db
+                self.0
                     .query("SELECT", "users.follows", &sql, &[&listed, &limit])
                     .await?
             }
@@ -437,7 +432,7 @@ impl Store {
                     "{base} AND (f.created_at, f.{other}) < ($2, $3)
                      ORDER BY f.created_at DESC, f.{other} DESC LIMIT $4"
                 );
-                self.db
+                self.0
                     .query(
                         "SELECT",
                         "users.follows",

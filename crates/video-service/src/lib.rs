@@ -4,28 +4,14 @@
 mod grpc;
 mod store;
 
-use std::future::Future;
-
-use platform::config::{
-    ConfigError, DatabaseSettings, InternalAuthSettings, S3Settings, ServerSettings, Sources,
-};
-use platform::database::{Db, Migration};
-use platform::grpc::Listeners;
+use platform::config::{DatabaseSettings, InternalAuthSettings, S3Settings, ServerSettings};
+use platform::database::Migration;
 use platform::health::Probe;
-use platform::service::ServiceSpec;
+use platform::service::{Parts, Shared};
 use proto::video::v1::video_service_server::VideoServiceServer;
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
 use tonic::service::Routes;
-
-pub const SERVICE: &str = "video-service";
-pub const SCHEMA: &str = "videos";
-
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "videos",
-    sql: include_str!("../migrations/0001_videos.sql"),
-}];
 
 /// Where engagement-service listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,36 +33,42 @@ pub struct Settings {
 
 platform::process_settings!(Settings);
 
-pub fn load_settings(sources: &Sources) -> Result<Settings, ConfigError> {
-    platform::service::load_settings(include_str!("../config/default.toml"), sources)
-}
+/// video-service, as the platform runs it.
+pub struct Service;
 
-/// Runs the service on `listeners` until `shutdown` resolves, then drains and returns.
-pub async fn run(
-    settings: Settings,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let pool = platform::database::pool(&settings.database)?;
-    let s3 = platform::s3::client(&settings.s3);
-    let spec = ServiceSpec::new(SERVICE, SCHEMA, MIGRATIONS, pool.clone(), &settings);
-    let engagement =
-        platform::grpc::channel(&settings.engagement.url, "engagement.url", &spec.identity)?;
-    let engagement_health =
-        platform::grpc::raw_channel(&settings.engagement.url, "engagement.url")?;
+impl platform::service::Service for Service {
+    const NAME: &'static str = "video-service";
+    const CRATE: &'static str = env!("CARGO_CRATE_NAME");
+    const SCHEMA: &'static str = "videos";
+    const MIGRATIONS: &'static [Migration] = &[Migration {
+        version: 1,
+        name: "videos",
+        sql: include_str!("../migrations/0001_videos.sql"),
+    }];
+    const DEFAULTS: &'static str = include_str!("../config/default.toml");
+    type Settings = Settings;
 
-    // The bucket belongs to this service. An unreachable store is not fatal at start: it
-    // shows in /health/detailed, and uploads fail until it is back.
-    let bucket = settings.s3.bucket.clone();
-    let s3_for_bucket = s3.clone();
-    tokio::spawn(async move {
-        if let Err(error) = platform::s3::ensure_bucket(&s3_for_bucket, &bucket).await {
-            tracing::warn!(%bucket, %error, "video bucket not ready");
-        }
-    });
+    async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
+        let s3 = platform::s3::client(&settings.s3);
+        let url = &settings.engagement.url;
+        let engagement = platform::grpc::channel(url, "engagement.url", &shared.identity)?;
+        let engagement_health = platform::grpc::raw_channel(url, "engagement.url")?;
 
-    let api = grpc::VideoApi::new(store::Store::new(Db::new(pool.clone())), engagement);
-    let spec = spec
+        // The bucket belongs to this service. An unreachable store is not fatal at start: it
+        // shows in /health/detailed, and uploads fail until it is back.
+        let bucket = settings.s3.bucket.clone();
+        let s3_for_bucket = s3.clone();
+        tokio::spawn(async move {
+            if let Err(error) = platform::s3::ensure_bucket(&s3_for_bucket, &bucket).await {
+                tracing::warn!(%bucket, %error, "video bucket not ready");
+            }
+        });
+
+        let api = grpc::VideoApi::new(store::Store(shared.db.clone()), engagement);
+        Ok(Parts::new(Routes::new(
+            VideoServiceServer::new(api)
+                .max_decoding_message_size(shared.server.grpc_max_message_bytes),
+        ))
         .with_dependency(
             "s3",
             Probe::S3 {
@@ -84,15 +76,6 @@ pub async fn run(
                 bucket: settings.s3.bucket.clone(),
             },
         )
-        .with_dependency("engagement-service", Probe::Grpc(engagement_health));
-    platform::service::run(
-        spec,
-        listeners,
-        Routes::new(
-            VideoServiceServer::new(api)
-                .max_decoding_message_size(settings.server.grpc_max_message_bytes),
-        ),
-        shutdown,
-    )
-    .await
+        .with_dependency("engagement-service", Probe::Grpc(engagement_health)))
+    }
 }

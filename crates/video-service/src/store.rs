@@ -35,20 +35,15 @@ fn video(row: &Row) -> Video {
     }
 }
 
+/// The `videos` schema.
 #[derive(Clone)]
-pub struct Store {
-    db: Db,
-}
+pub struct Store(pub Db);
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
     pub async fn video(&self, id: Uuid) -> Result<Option<Video>, DbError> {
         let sql = format!("SELECT {COLUMNS} FROM videos.videos WHERE id = $1");
         let row = self
-            .db
+            .0
             .query_opt("SELECT", "videos.videos", &sql, &[&id])
             .await?;
         Ok(row.as_ref().map(video))
@@ -68,7 +63,7 @@ impl Store {
                     "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
                      ORDER BY created_at DESC, id DESC LIMIT $1"
                 );
-                self.db
+                self.0
                     .query("SELECT", "videos.videos", &sql, &[&limit])
                     .await?
             }
@@ -78,7 +73,7 @@ impl Store {
                      AND (created_at, id) < ($1, $2)
                      ORDER BY created_at DESC, id DESC LIMIT $3"
                 );
-                self.db
+                self.0
                     .query(
                         "SELECT",
                         "videos.videos",
