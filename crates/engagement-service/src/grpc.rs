@@ -18,8 +18,9 @@ impl EngagementApi {
 }
 
 fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, Status> {
-    Uuid::parse_str(raw)
-        .map_err(|_| Status::invalid_argument(format!("{field} must be a UUID, got `{raw}`")))
+    Uuid::parse_str(raw).map_err(|_| {
+        platform::grpc::invalid_field(field, format!("{field} must be a UUID, got `{raw}`"))
+    })
 }
 
 #[tonic::async_trait]

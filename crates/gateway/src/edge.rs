@@ -243,10 +243,17 @@ pub async fn guard(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
-/// A handler argument proving the caller is authenticated (missing or invalid token: 401).
-/// Who it is travels to the services in the internal identity token the gateway signs into
-/// every call (`platform::identity`).
-pub struct Authenticated;
+/// A handler argument proving the caller is authenticated (missing or invalid token: 401),
+/// and who it is. Calls made on their behalf carry them ([`Authenticated::request`]) to the
+/// services, in the internal identity token the gateway signs (`platform::identity`).
+pub struct Authenticated(pub Uuid);
+
+impl Authenticated {
+    /// A gRPC request made on this user's behalf.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        platform::identity::Caller::User(self.0).attach(message)
+    }
+}
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
@@ -254,7 +261,7 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let outcome = match req.extensions().get::<Caller>() {
-            Some(Caller::User(_)) => Ok(Self),
+            Some(Caller::User(id)) => Ok(Self(*id)),
             Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
             Some(Caller::Anonymous) | None => Err(ApiError::unauthenticated(
                 "this needs an access token: Authorization: Bearer <token>",

@@ -205,3 +205,31 @@ pub fn retry_after(status: &tonic::Status) -> Option<u64> {
 pub fn is_overloaded(status: &tonic::Status) -> bool {
     status.metadata().contains_key(OVERLOADED)
 }
+
+/// `INVALID_ARGUMENT` whose details name the bad field (a `google.rpc.BadRequest` field
+/// violation), so a caller can tell which field was wrong without reading the message.
+pub fn invalid_field(field: &str, message: impl Into<String>) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    let message = message.into();
+    tonic::Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        message.clone(),
+        ErrorDetails::with_bad_request_violation(field, message),
+    )
+}
+
+/// The fields an `INVALID_ARGUMENT` status names in its details.
+pub fn invalid_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// A list request's paging that is not valid.
+impl From<crate::pagination::InvalidPage> for tonic::Status {
+    fn from(e: crate::pagination::InvalidPage) -> Self {
+        invalid_field(e.field, e.message)
+    }
+}

@@ -5,8 +5,8 @@
 //! `auth.internal_token_secret` (HS256, audience `socialflow-internal`, 60 s). Every
 //! service verifies it in [`IdentityLayer`] before any handler runs and hands handlers a
 //! typed [`Caller`] in the request's extensions; a call without a valid token is
-//! `UNAUTHENTICATED`. A service calling another signs its own token for the caller it is
-//! serving ([`SigningLayer`]), so identity follows the request across every hop.
+//! `UNAUTHENTICATED`. A service calling another signs its own token ([`SigningLayer`]) for
+//! the caller it attaches to the call ([`Caller::attach`]).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -64,12 +64,12 @@ impl Caller {
             .ok_or_else(|| tonic::Status::unauthenticated("sign in first"))
     }
 
-    /// The caller of the request the current task serves (its verified user id, recorded
-    /// in the request context by the gateway's token check or by [`IdentityLayer`]).
-    fn current() -> Self {
-        RequestContext::current()
-            .and_then(|ctx| ctx.user_id().and_then(|id| Uuid::parse_str(id).ok()))
-            .map_or(Self::Anonymous, Self::User)
+    /// A call made on this caller's behalf: [`SigningLayer`] signs the token for them.
+    /// A call without a caller is made anonymously.
+    pub fn attach<T>(self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.extensions_mut().insert(self);
+        request
     }
 }
 
@@ -230,8 +230,9 @@ where
     }
 }
 
-/// Client side: signs an internal identity token for the current request's caller into
-/// every outgoing call.
+/// Client side: signs an internal identity token into every outgoing call, for the
+/// [`Caller`] the call was made for ([`Caller::attach`]), anonymous otherwise. Identity is
+/// passed as data, never taken from ambient state.
 #[derive(Debug, Clone)]
 pub struct SigningLayer {
     key: IdentityKey,
@@ -272,7 +273,12 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<ReqBody>) -> Self::Future {
-        let token = self.key.sign(Caller::current());
+        let caller = req
+            .extensions()
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::Anonymous);
+        let token = self.key.sign(caller);
         if let Ok(value) = http::HeaderValue::from_str(&token) {
             req.headers_mut()
                 .insert(http::HeaderName::from_static(IDENTITY_HEADER), value);

@@ -29,16 +29,31 @@ impl PageSize {
     }
 }
 
+/// A list request's paging that is not valid: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidPage {
+    /// `page_size` or `page_token`.
+    pub field: &'static str,
+    pub message: String,
+}
+
 /// A list request's `page_size` and `page_token`, checked: the size within bounds, the
 /// token one this service issued (empty for the first page).
 pub fn parse_request(
     page_size: u32,
     page_token: &str,
-) -> Result<(PageSize, Option<Cursor>), String> {
-    let size = PageSize::parse(page_size)?;
+) -> Result<(PageSize, Option<Cursor>), InvalidPage> {
+    let size = PageSize::parse(page_size).map_err(|message| InvalidPage {
+        field: "page_size",
+        message,
+    })?;
     let cursor = match page_token {
         "" => None,
-        token => Some(Cursor::decode(token)?),
+        token => Some(Cursor::decode(token).map_err(|message| InvalidPage {
+            field: "page_token",
+            message,
+        })?),
     };
     Ok((size, cursor))
 }

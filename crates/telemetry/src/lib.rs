@@ -11,6 +11,10 @@
 //! so handlers never time or count themselves.
 
 pub mod context;
+pub mod events;
+
+#[doc(hidden)]
+pub use tracing as __tracing;
 pub mod grpc;
 pub mod http;
 pub mod logs;

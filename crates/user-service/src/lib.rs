@@ -1,8 +1,10 @@
 //! user-service: accounts, authentication and follows (schema `users`), and the login
 //! protection kept in Redis (keys `user:`).
 
+mod app;
 mod crypto;
 pub mod domain;
+mod error;
 mod grpc;
 mod security;
 mod store;
@@ -70,12 +72,12 @@ impl platform::service::Service for Service {
             settings.auth.max_concurrent_hashes,
             Duration::from_millis(settings.auth.hash_queue_timeout_ms),
         );
-        let api = grpc::UserApi::new(
+        let api = grpc::UserApi::new(app::Accounts::new(
             store::Store(shared.db.clone()),
             guard,
             hasher,
             settings.auth.clone(),
-        );
+        ));
         Ok(Parts::new(Routes::new(
             UserServiceServer::new(api)
                 .max_decoding_message_size(shared.server.grpc_max_message_bytes),

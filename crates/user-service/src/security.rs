@@ -19,14 +19,8 @@ pub fn security_event(event_type: &'static str, severity: &'static str, user_id:
         "severity" => severity
     )
     .increment(1);
-    let user_id = user_id.map(ToString::to_string);
-    tracing::warn!(
-        event_category = "security",
-        event_type,
-        severity,
-        user_id = user_id.as_deref(),
-        "security event"
-    );
+    let user_id = user_id.map(tracing::field::display);
+    telemetry::security_event!(event_type, severity, user_id);
 }
 
 /// Creates every security series at 0 at start: a counter that first appears at 1 hides its
@@ -47,6 +41,7 @@ pub fn register_series() {
     }
     metrics::counter!(m::SUSPICIOUS_ACTIVITY_TOTAL, "activity_type" => "credential_stuffing")
         .increment(0);
+    metrics::counter!(m::PASSWORD_HASHING_REJECTED_TOTAL).increment(0);
 }
 
 pub fn failed_login(reason: &'static str) {
@@ -111,6 +106,17 @@ return 1
 static RESERVE_SCRIPT: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::from_lua(RESERVE_ATTEMPT));
 
+/// Un-counts one attempt, if any is still counted.
+const GIVE_BACK_ATTEMPT: &str = r"
+if redis.call('GET', KEYS[1]) and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+";
+
+static GIVE_BACK_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::from_lua(GIVE_BACK_ATTEMPT));
+
 impl LoginGuard {
     pub fn new(redis: RedisClient, keys: KeySpace, auth: &AuthSettings) -> Self {
         Self {
@@ -168,6 +174,21 @@ impl LoginGuard {
                 Attempt::Allowed
             }
         }
+    }
+
+    /// Returns an attempt reserved for a password that was never checked (every hashing
+    /// slot was busy): refusing for overload must not bring an account closer to its lock.
+    pub async fn give_back(&self, account: &str) {
+        if !self.available("failures") {
+            return;
+        }
+        let _: Result<i64, _> = GIVE_BACK_SCRIPT
+            .evalsha_with_reload(
+                &self.redis,
+                vec![self.keys.key(&format!("fails:{account}"))],
+                Vec::<String>::new(),
+            )
+            .await;
     }
 
     pub async fn record_success(&self, account: &str) {

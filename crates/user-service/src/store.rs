@@ -8,7 +8,9 @@ use tokio_postgres::error::SqlState;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::domain::{DisplayName, Email, Username};
+use crate::domain::{
+    DisplayName, Email, PresentedToken, RotationDecision, SessionRules, Username, decide_rotation,
+};
 
 /// A user as others see them, plus the email only the owner sees.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,15 +73,6 @@ pub enum Rotation {
     Invalid,
     /// Already rotated once: a copy is being replayed. The family is now revoked.
     Reused { user_id: Uuid },
-}
-
-/// How long sessions and their refresh tokens live.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionRules {
-    /// A session ends this long after its login, however often it was rotated.
-    pub session_max_lifetime: chrono::Duration,
-    /// How long after a rotation the previous token may be presented again.
-    pub reuse_grace: chrono::Duration,
 }
 
 /// The family of the refresh token `hash`, locked for the rest of the transaction so that
@@ -254,12 +247,9 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the token `old_hash` used and stores `new_hash` in its family, atomically; or
-    /// says why not. A replayed token revokes its whole family, except the immediate
-    /// predecessor of the family's live token presented within `rules.reuse_grace` of its
-    /// rotation (a client retrying after a lost answer): that rotates again, and the live
-    /// token it never received is revoked. Serialised with [`Store::revoke_family`] on
-    /// the family, so no token rotated concurrently with a logout survives it.
+    /// Marks the token `old_hash` used and stores `new_hash` in its family, atomically, as
+    /// `decide_rotation` rules; or says why not. Serialised with [`Store::revoke_family`]
+    /// on the family, so no token rotated concurrently with a logout survives it.
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &[u8],
@@ -275,39 +265,28 @@ impl Store {
             };
             let row = tx
                 .query_one(
-                    "SELECT user_id, expires_at, used_at, revoked_at, session_started_at,
-                            replaced_by
-                     FROM users.refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+                    "SELECT t.user_id, t.expires_at, t.used_at, t.revoked_at IS NOT NULL,
+                            t.session_started_at, t.replaced_by,
+                            (s.token_hash IS NOT NULL AND s.used_at IS NULL
+                             AND s.revoked_at IS NULL) AS successor_untouched
+                     FROM users.refresh_tokens t
+                     LEFT JOIN users.refresh_tokens s ON s.token_hash = t.replaced_by
+                     WHERE t.token_hash = $1 FOR UPDATE OF t",
                     &[&old_hash],
                 )
                 .await?;
             let user_id: Uuid = row.get(0);
-            let expires: DateTime<Utc> = row.get(1);
-            let used: Option<DateTime<Utc>> = row.get(2);
-            let revoked: Option<DateTime<Utc>> = row.get(3);
-            let started: DateTime<Utc> = row.get(4);
+            let presented = PresentedToken {
+                expires_at: row.get(1),
+                used_at: row.get(2),
+                revoked: row.get(3),
+                session_started_at: row.get(4),
+                successor_untouched: row.get(6),
+            };
             let successor: Option<Vec<u8>> = row.get(5);
-            let now = Utc::now();
-            if revoked.is_some() || expires <= now || started + rules.session_max_lifetime <= now
-            {
-                return Ok(Rotation::Invalid);
-            }
-            if let Some(used) = used {
-                let retry = match &successor {
-                    Some(successor) if now - used <= rules.reuse_grace => {
-                        // Only while the successor itself is untouched: then nobody has
-                        // used the session since, and the client never got that token.
-                        tx.execute(
-                            "UPDATE users.refresh_tokens SET revoked_at = now()
-                             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL",
-                            &[successor],
-                        )
-                        .await?
-                            == 1
-                    }
-                    _ => false,
-                };
-                if !retry {
+            match decide_rotation(&presented, Utc::now(), rules) {
+                RotationDecision::Refuse => return Ok(Rotation::Invalid),
+                RotationDecision::Replay => {
                     tx.execute(
                         "UPDATE users.refresh_tokens SET revoked_at = now()
                          WHERE family_id = $1 AND revoked_at IS NULL",
@@ -317,7 +296,16 @@ impl Store {
                     tx.commit().await?;
                     return Ok(Rotation::Reused { user_id });
                 }
+                RotationDecision::RotateAgain => {
+                    tx.execute(
+                        "UPDATE users.refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
+                        &[&successor],
+                    )
+                    .await?;
+                }
+                RotationDecision::Rotate => {}
             }
+            let started = presented.session_started_at;
             tx.execute(
                 "UPDATE users.refresh_tokens SET used_at = COALESCE(used_at, now()), replaced_by = $2
                  WHERE token_hash = $1",

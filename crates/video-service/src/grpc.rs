@@ -48,8 +48,9 @@ impl VideoService for VideoApi {
         request: Request<GetVideoRequest>,
     ) -> Result<Response<GetVideoResponse>, Status> {
         let raw = &request.get_ref().id;
-        let id = Uuid::parse_str(raw)
-            .map_err(|_| Status::invalid_argument(format!("id must be a UUID, got `{raw}`")))?;
+        let id = Uuid::parse_str(raw).map_err(|_| {
+            platform::grpc::invalid_field("id", format!("id must be a UUID, got `{raw}`"))
+        })?;
         // The row and the counts are independent: ask for both at once.
         let mut engagement = self.engagement.clone();
         let (video, counts) = tokio::join!(
@@ -85,8 +86,7 @@ impl VideoService for VideoApi {
         request: Request<ListVideosRequest>,
     ) -> Result<Response<ListVideosResponse>, Status> {
         let request = request.into_inner();
-        let (size, cursor) = parse_request(request.page_size, &request.page_token)
-            .map_err(Status::invalid_argument)?;
+        let (size, cursor) = parse_request(request.page_size, &request.page_token)?;
         let (videos, next) = self.store.published_page(size, cursor).await?;
         Ok(Response::new(ListVideosResponse {
             videos: videos.into_iter().map(to_message).collect(),

@@ -73,7 +73,11 @@ impl PageParams {
 /// A list call's error, in the API's words: services speak of `page_token`, clients of
 /// this API know it as `cursor`.
 fn page_error(service: &str, status: &tonic::Status) -> ApiError {
-    if status.code() == tonic::Code::InvalidArgument && status.message().contains("page_token") {
+    if status.code() == tonic::Code::InvalidArgument
+        && platform::grpc::invalid_fields(status)
+            .iter()
+            .any(|f| f == "page_token")
+    {
         ApiError::bad_request("cursor is not one this API issued")
     } else {
         ApiError::from_status(service, status)

@@ -113,13 +113,13 @@ pub async fn get_user_by_username(
 }
 
 pub async fn get_me(
-    _me: Authenticated,
+    me: Authenticated,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, ApiError> {
     let profile = clients
         .users
         .clone()
-        .get_me(GetMeRequest {})
+        .get_me(me.request(GetMeRequest {}))
         .await
         .map_err(|s| ApiError::from_status(USERS, &s))?
         .into_inner();
@@ -127,7 +127,7 @@ pub async fn get_me(
 }
 
 pub async fn update_me(
-    _me: Authenticated,
+    me: Authenticated,
     clients: web::Data<Clients>,
     body: web::Json<ProfileChanges>,
 ) -> Result<HttpResponse, ApiError> {
@@ -135,11 +135,11 @@ pub async fn update_me(
     let profile = clients
         .users
         .clone()
-        .update_profile(UpdateProfileRequest {
+        .update_profile(me.request(UpdateProfileRequest {
             display_name: changes.display_name,
             bio: changes.bio,
             avatar_url: changes.avatar_url.map(Option::unwrap_or_default),
-        })
+        }))
         .await
         .map_err(|s| ApiError::from_status(USERS, &s))?
         .into_inner();
@@ -147,13 +147,13 @@ pub async fn update_me(
 }
 
 pub async fn delete_me(
-    _me: Authenticated,
+    me: Authenticated,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, ApiError> {
     clients
         .users
         .clone()
-        .delete_account(DeleteAccountRequest {})
+        .delete_account(me.request(DeleteAccountRequest {}))
         .await
         .map_err(|s| ApiError::from_status(USERS, &s))?;
     Ok(HttpResponse::NoContent().finish())
@@ -161,13 +161,14 @@ pub async fn delete_me(
 
 /// `PUT` follows, `DELETE` unfollows; both idempotent.
 async fn set_following(
+    me: &Authenticated,
     clients: &Clients,
     id: &str,
     follow: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let request = FollowRequest {
+    let request = me.request(FollowRequest {
         user_id: parse_id("id", id)?.to_string(),
-    };
+    });
     let mut users = clients.users.clone();
     if follow {
         users.follow(request).await
@@ -179,19 +180,19 @@ async fn set_following(
 }
 
 pub async fn follow(
-    _me: Authenticated,
+    me: Authenticated,
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_following(&clients, &path, true).await
+    set_following(&me, &clients, &path, true).await
 }
 
 pub async fn unfollow(
-    _me: Authenticated,
+    me: Authenticated,
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_following(&clients, &path, false).await
+    set_following(&me, &clients, &path, false).await
 }
 
 #[derive(Debug, Serialize)]

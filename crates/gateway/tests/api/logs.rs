@@ -81,3 +81,35 @@ async fn log_lines_are_json_with_trace_and_request_ids_and_no_credentials() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_changes_are_logged_as_business_events_of_the_user_they_concern() {
+    let app = TestApp::spawn().await;
+    let ann = crate::support::register(&app, "ann").await;
+    let bob = crate::support::register(&app, "bob").await;
+    let token = crate::support::access_token(&app, &ann).await;
+    let follow = crate::support::authed(
+        &app,
+        reqwest::Method::PUT,
+        &format!("/api/v1/users/{}/follow", bob.id),
+        &token,
+    )
+    .send()
+    .await
+    .expect("gateway answers");
+    assert_eq!(follow.status(), 204);
+    for event in ["user_registered", "user_logged_in", "user_followed"] {
+        let line = crate::support::wait_for_log(event, |l| {
+            l["event_type"] == event && l["user_id"] == ann.id.as_str()
+        })
+        .await;
+        assert_eq!(line["event_category"], "user", "{line}");
+        assert_eq!(line["service"], "socialflow-test", "{line}");
+        assert!(
+            line["target"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("user_service")),
+            "logged by user-service: {line}"
+        );
+    }
+}

@@ -73,6 +73,39 @@ impl NewPassword {
     }
 }
 
+/// A password presented at login: present, and at most
+/// [`platform::MAX_LOGIN_PASSWORD_BYTES`] (nothing longer is worth hashing).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password([REDACTED])")
+    }
+}
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, InvalidField> {
+        if raw.is_empty() {
+            return Err(InvalidField::new("password", "is required"));
+        }
+        if raw.len() > platform::MAX_LOGIN_PASSWORD_BYTES {
+            return Err(InvalidField::new(
+                "password",
+                format!(
+                    "must be at most {} bytes",
+                    platform::MAX_LOGIN_PASSWORD_BYTES
+                ),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +123,14 @@ mod tests {
             assert_eq!(err.field, "password");
         }
         assert!(NewPassword::parse("correct horse battery staple", "ann_lee").is_ok());
+    }
+
+    #[test]
+    fn a_login_password_is_required_and_bounded() {
+        assert!(Password::parse(String::new()).is_err());
+        assert!(Password::parse("x".repeat(1025)).is_err());
+        let p = Password::parse("hunter2 but longer".into()).expect("valid");
+        assert!(!format!("{p:?}").contains("hunter"));
     }
 
     #[test]
