@@ -1,6 +1,6 @@
 //! gRPC clients of the services, each over a traced channel.
 
-use platform::config::ConfigError;
+use platform::config::{ConfigError, GrpcClientSettings};
 use platform::grpc::TracedChannel;
 use platform::identity::IdentityKey;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
@@ -20,9 +20,14 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Every call carries an internal identity token signed with `identity`.
-    pub fn new(services: &ServicesSettings, identity: &IdentityKey) -> Result<Self, ConfigError> {
-        let channel = |url: &str, key: &str| platform::grpc::channel(url, key, identity);
+    /// Every call carries an internal identity token signed with `identity`, and its
+    /// deadline from `deadlines`.
+    pub fn new(
+        services: &ServicesSettings,
+        identity: &IdentityKey,
+        deadlines: &GrpcClientSettings,
+    ) -> Result<Self, ConfigError> {
+        let channel = |url: &str, key: &str| platform::grpc::channel(url, key, identity, deadlines);
         Ok(Self {
             users: UserServiceClient::new(channel(&services.user, "services.user")?),
             videos: VideoServiceClient::new(channel(&services.video, "services.video")?),

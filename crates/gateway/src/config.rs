@@ -1,5 +1,6 @@
 use platform::config::{
-    AuthSettings, ConfigError, DatabaseSettings, RedisSettings, S3Settings, ServerSettings, Sources,
+    AuthSettings, ConfigError, DatabaseSettings, GrpcClientSettings, RedisSettings, S3Settings,
+    ServerSettings, Sources,
 };
 use serde::Deserialize;
 use telemetry::TelemetrySettings;
@@ -78,6 +79,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub http: HttpSettings,
     pub services: ServicesSettings,
+    pub grpc_client: GrpcClientSettings,
     pub database: DatabaseSettings,
     pub redis: RedisSettings,
     pub s3: S3Settings,
@@ -109,6 +111,7 @@ impl Settings {
                 ));
             }
         }
+        settings.grpc_client.validate()?;
         if settings.activity.refresh_secs == 0 {
             return Err(ConfigError::invalid(
                 "activity.refresh_secs",

@@ -125,7 +125,11 @@ pub async fn run(
         public_report: ReportCache::default(),
     };
     let identity = IdentityKey::new(&settings.auth.internal(), SERVICE);
-    let clients = web::Data::new(Clients::new(&settings.services, &identity)?);
+    let clients = web::Data::new(Clients::new(
+        &settings.services,
+        &identity,
+        &settings.grpc_client,
+    )?);
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;

@@ -295,6 +295,61 @@ impl AuthSettings {
     }
 }
 
+/// How long this process waits for the services it calls: each RPC's deadline travels in
+/// `grpc-timeout`, and the call ends when it passes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcClientSettings {
+    /// The deadline of an RPC not listed in `timeouts`, in milliseconds.
+    pub timeout_ms: u64,
+    /// Deadlines of particular RPCs.
+    #[serde(default)]
+    pub timeouts: Vec<RpcTimeout>,
+}
+
+/// One RPC's deadline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RpcTimeout {
+    /// `socialflow.<svc>.v1.<Service>/<Method>`.
+    pub rpc: String,
+    /// In milliseconds.
+    pub ms: u64,
+}
+
+impl GrpcClientSettings {
+    /// Refuses zero deadlines and RPCs that do not exist.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::invalid(
+                "grpc_client.timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        for t in &self.timeouts {
+            let known = proto::METHODS
+                .iter()
+                .any(|(service, method)| t.rpc.split_once('/') == Some((*service, *method)));
+            if !known {
+                return Err(ConfigError::invalid(
+                    "grpc_client.timeouts",
+                    format!(
+                        "`{}` is not an RPC of ours (`package.Service/Method`)",
+                        t.rpc
+                    ),
+                ));
+            }
+            if t.ms == 0 {
+                return Err(ConfigError::invalid(
+                    "grpc_client.timeouts",
+                    format!("the deadline of `{}` must be at least 1 ms", t.rpc),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The S3-compatible object store holding videos.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -434,6 +489,31 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(s.server.host, "127.0.0.1");
+    }
+
+    #[test]
+    fn rpc_deadlines_name_rpcs_that_exist() {
+        let settings = |rpc: &str, ms| GrpcClientSettings {
+            timeout_ms: 10_000,
+            timeouts: vec![RpcTimeout {
+                rpc: rpc.to_owned(),
+                ms,
+            }],
+        };
+        assert!(
+            settings("socialflow.user.v1.UserService/Login", 5_000)
+                .validate()
+                .is_ok()
+        );
+        let err = settings("socialflow.user.v1.UserService/Lgoin", 5_000)
+            .validate()
+            .expect_err("misspelt");
+        assert!(err.to_string().contains("grpc_client.timeouts"), "{err}");
+        assert!(
+            settings("socialflow.user.v1.UserService/Login", 0)
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

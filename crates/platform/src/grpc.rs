@@ -14,7 +14,10 @@ use tonic_health::server::HealthReporter;
 use tower::Layer as _;
 use tower::layer::util::{Identity, Stack};
 
-use crate::config::{ConfigError, ServerSettings};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{ConfigError, GrpcClientSettings, ServerSettings};
 use crate::faults::{FaultLayer, Faults};
 use crate::identity::{IdentityKey, IdentityLayer, SigningLayer, SigningService};
 use crate::lifecycle::Lifecycle;
@@ -148,22 +151,103 @@ where
 }
 
 /// A channel to another service that opens a client span and carries trace context,
-/// request ids and a signed internal identity token in every call's metadata.
-pub type TracedChannel = GrpcClientService<SigningService<Channel>>;
+/// request ids, a signed internal identity token and the call's deadline in every call's
+/// metadata.
+pub type TracedChannel = GrpcClientService<SigningService<DeadlineService<Channel>>>;
 
 /// A lazily connecting, traced channel to `url` (the setting `key`, for error messages)
-/// whose calls carry identity tokens signed with `identity`.
-pub fn channel(url: &str, key: &str, identity: &IdentityKey) -> Result<TracedChannel, ConfigError> {
-    let signed = SigningLayer::new(identity.clone()).layer(raw_channel(url, key)?);
+/// whose calls carry identity tokens signed with `identity` and the deadlines of
+/// `deadlines`.
+pub fn channel(
+    url: &str,
+    key: &str,
+    identity: &IdentityKey,
+    deadlines: &GrpcClientSettings,
+) -> Result<TracedChannel, ConfigError> {
+    let timed = DeadlineService {
+        inner: raw_channel(url, key)?,
+        deadlines: Deadlines::new(deadlines),
+    };
+    let signed = SigningLayer::new(identity.clone()).layer(timed);
     Ok(GrpcClientLayer::new(known_rpcs()).layer(signed))
 }
+
+/// Each RPC's deadline as a `grpc-timeout` value, by request path.
+#[derive(Debug, Clone)]
+struct Deadlines {
+    default: http::HeaderValue,
+    per_rpc: Arc<HashMap<String, http::HeaderValue>>,
+}
+
+fn grpc_timeout(ms: u64) -> http::HeaderValue {
+    // At most 8 digits (gRPC's limit): anything longer is written in seconds.
+    let value = if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", (ms / 1000).min(99_999_999))
+    };
+    http::HeaderValue::from_str(&value).unwrap_or_else(|_| http::HeaderValue::from_static("10S"))
+}
+
+impl Deadlines {
+    fn new(settings: &GrpcClientSettings) -> Self {
+        Self {
+            default: grpc_timeout(settings.timeout_ms),
+            per_rpc: Arc::new(
+                settings
+                    .timeouts
+                    .iter()
+                    .map(|t| (format!("/{}", t.rpc), grpc_timeout(t.ms)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Sets the deadline of every call that has none yet; tonic's channel enforces it.
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    deadlines: Deadlines,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for DeadlineService<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if !req.headers().contains_key(GRPC_TIMEOUT) {
+            let deadline = self
+                .deadlines
+                .per_rpc
+                .get(req.uri().path())
+                .unwrap_or(&self.deadlines.default)
+                .clone();
+            req.headers_mut()
+                .insert(http::HeaderName::from_static(GRPC_TIMEOUT), deadline);
+        }
+        self.inner.call(req)
+    }
+}
+
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// An untraced channel (health probes, which would otherwise fill traces with noise).
 pub fn raw_channel(url: &str, key: &str) -> Result<Channel, ConfigError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|e| ConfigError::invalid(key, format!("`{url}` is not a URL: {e}")))?
         .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
         .tcp_nodelay(true);
     Ok(endpoint.connect_lazy())
 }

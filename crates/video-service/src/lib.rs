@@ -4,7 +4,10 @@
 mod grpc;
 mod store;
 
-use platform::config::{DatabaseSettings, InternalAuthSettings, S3Settings, ServerSettings};
+use platform::config::{
+    ConfigError, DatabaseSettings, GrpcClientSettings, InternalAuthSettings, S3Settings,
+    ServerSettings,
+};
 use platform::database::Migration;
 use platform::health::Probe;
 use platform::service::{Parts, Shared};
@@ -27,6 +30,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub s3: S3Settings,
     pub engagement: EngagementSettings,
+    pub grpc_client: GrpcClientSettings,
     pub auth: InternalAuthSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -48,10 +52,19 @@ impl platform::service::Service for Service {
     const DEFAULTS: &'static str = include_str!("../config/default.toml");
     type Settings = Settings;
 
+    fn validate(settings: &Settings) -> Result<(), ConfigError> {
+        settings.grpc_client.validate()
+    }
+
     async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
         let s3 = platform::s3::client(&settings.s3);
         let url = &settings.engagement.url;
-        let engagement = platform::grpc::channel(url, "engagement.url", &shared.identity)?;
+        let engagement = platform::grpc::channel(
+            url,
+            "engagement.url",
+            &shared.identity,
+            &settings.grpc_client,
+        )?;
         let engagement_health = platform::grpc::raw_channel(url, "engagement.url")?;
 
         // The bucket belongs to this service. An unreachable store is not fatal at start: it

@@ -174,3 +174,33 @@ async fn fault_injection_is_not_served_unless_turned_on() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_past_its_configured_deadline_ends_and_the_page_is_served_without_it() {
+    // GetVideoStats has a 2 s deadline of its own (shared defaults); the rest keep 10 s.
+    let app = TestApp::builder()
+        .engagement_delay(Duration::from_secs(4))
+        .spawn()
+        .await;
+    let video_id = app.insert_video("Late counts", "published").await;
+    app.set_video_stats(video_id, 7, 3).await;
+    let response = app.get(&format!("/api/v1/videos/{video_id}")).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert!(
+        body["stats"].is_null(),
+        "counts that came too late are left out: {body}"
+    );
+    let metrics = crate::support::metrics(&app).await;
+    let ended = metric_value(
+        &metrics,
+        r#"grpc_client_handled_total{grpc_method="GetVideoStats"}"#,
+    ) - metric_value(
+        &metrics,
+        r#"grpc_client_handled_total{grpc_method="GetVideoStats",grpc_code="OK"}"#,
+    );
+    assert!(
+        ended >= 1.0,
+        "the call to engagement-service ended unanswered"
+    );
+}
