@@ -79,8 +79,9 @@ class Settings:
     def _settings_struct(binary: str, sources: dict[str, str], structs: dict) -> str:
         crate_src = {p: t for p, t in sources.items() if p.startswith(f"crates/{binary}/src/")}
         for text in crate_src.values():
-            # `pub type Settings = X;`, or `type Settings = X;` in the crate's `impl Service`.
-            m = re.search(r"(?:pub )?type Settings\s*=\s*(?:[\w:]+::)?(\w+)\s*;", text)
+            # `pub type Settings = X;`, or `settings X` in the crate's `grpc_service!`.
+            m = re.search(r"(?:pub )?type Settings\s*=\s*(?:[\w:]+::)?(\w+)\s*;", text) or \
+                re.search(r"grpc_service!\s*\{[^}]*?\bsettings\s+(?:[\w:]+::)?(\w+)", text, re.S)
             if m and m.group(1) != "Settings":
                 return m.group(1)
         for path in crate_src:

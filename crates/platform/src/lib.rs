@@ -20,6 +20,9 @@ pub mod worker;
 
 pub use lifecycle::Lifecycle;
 
+#[doc(hidden)]
+pub use anyhow as __anyhow;
+
 /// The longest login (email or username) accepted, in bytes: the longest email address
 /// (RFC 5321). The gateway and user-service both refuse longer ones.
 pub const MAX_LOGIN_BYTES: usize = 254;

@@ -60,16 +60,54 @@ pub trait Service: 'static {
     const DEFAULTS: &'static str;
     type Settings: DeserializeOwned + ProcessSettings + Send + Sync + 'static;
 
-    /// Checks beyond what deserialising and `[auth]` validation catch.
-    fn validate(_settings: &Self::Settings) -> Result<(), ConfigError> {
-        Ok(())
-    }
-
     /// The service's gRPC routes, and what else it probes and runs.
     fn build(
         settings: &Self::Settings,
         shared: &Shared,
     ) -> impl Future<Output = anyhow::Result<Parts>> + Send;
+}
+
+/// Declares a service in one place: its type, name, schema, settings, defaults, builder
+/// and migrations. The `CRATE` it reports is the invoking crate's own name.
+///
+/// ```ignore
+/// platform::grpc_service! {
+///     pub struct Service: "video-service", schema "videos", settings Settings,
+///     defaults include_str!("../config/default.toml"), build build,
+///     migrations [(1, "videos", include_str!("../migrations/0001_videos.sql"))]
+/// }
+/// ```
+#[macro_export]
+macro_rules! grpc_service {
+    {
+        $(#[$meta:meta])*
+        $vis:vis struct $ty:ident: $name:literal, schema $schema:literal, settings $settings:ty,
+        defaults $defaults:expr, build $build:path,
+        migrations [$(($version:literal, $migration:literal, $sql:expr)),* $(,)?]
+    } => {
+        $(#[$meta])*
+        $vis struct $ty;
+
+        impl $crate::service::Service for $ty {
+            const NAME: &'static str = $name;
+            const CRATE: &'static str = env!("CARGO_CRATE_NAME");
+            const SCHEMA: &'static str = $schema;
+            const MIGRATIONS: &'static [$crate::database::Migration] = &[$(
+                $crate::database::Migration { version: $version, name: $migration, sql: $sql }
+            ),*];
+            const DEFAULTS: &'static str = $defaults;
+            type Settings = $settings;
+
+            fn build(
+                settings: &$settings,
+                shared: &$crate::service::Shared,
+            ) -> impl ::std::future::Future<
+                Output = $crate::__anyhow::Result<$crate::service::Parts>,
+            > + Send {
+                $build(settings, shared)
+            }
+        }
+    };
 }
 
 /// What the platform hands every service to build on.
@@ -79,6 +117,13 @@ pub struct Shared {
     /// Signs the internal identity tokens of the service's own outgoing calls.
     pub identity: IdentityKey,
     pub server: ServerSettings,
+}
+
+impl Shared {
+    /// The largest request message the service accepts (`server.grpc_max_message_bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.server.grpc_max_message_bytes
+    }
 }
 
 /// What a service is made of besides the platform's part.
@@ -98,6 +143,23 @@ impl Parts {
         }
     }
 
+    /// A service serving one generated gRPC server.
+    pub fn grpc<S>(server: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self::new(Routes::new(server))
+    }
+
     /// Another dependency `/health/detailed` probes (the database always is).
     pub fn with_dependency(mut self, name: &str, probe: Probe) -> Self {
         self.dependencies.push((name.to_owned(), probe));
@@ -113,9 +175,7 @@ impl Parts {
 
 /// Loads the settings of service `S`.
 pub fn load<S: Service>(sources: &Sources) -> Result<S::Settings, ConfigError> {
-    let settings = load_settings::<S::Settings>(S::DEFAULTS, sources)?;
-    S::validate(&settings)?;
-    Ok(settings)
+    load_settings::<S::Settings>(S::DEFAULTS, sources)
 }
 
 /// `main` of service `S`.
