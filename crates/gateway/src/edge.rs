@@ -150,7 +150,7 @@ async fn check_rate(
         ));
     }
     let interval_ms = (60_000 / u64::from(rate.per_minute)).max(1);
-    let key = edge.keys.key(&format!("rl:{class}:{subject}"));
+    let key = edge.keys.key_of("rl", format_args!("{class}:{subject}"));
     // EVALSHA; the script text is sent again only when Redis has not seen it (NOSCRIPT).
     let answer: Vec<i64> = GCRA_SCRIPT
         .evalsha_with_reload(
@@ -169,9 +169,7 @@ async fn check_rate(
 
 /// Records `user` as active today (for DAU/MAU); fire and forget.
 fn record_activity(edge: &Edge, user: Uuid) {
-    let key = edge
-        .keys
-        .key(&format!("active:{}", Utc::now().format("%Y-%m-%d")));
+    let key = edge.keys.key_of("active", Utc::now().format("%Y-%m-%d"));
     let redis = edge.redis.clone();
     if !redis.is_connected() {
         return;
@@ -281,7 +279,7 @@ pub fn spawn_activity_gauges(redis: RedisClient, keys: KeySpace, every: Duration
             let today = Utc::now().date_naive();
             let days: Vec<String> = (0..30)
                 .filter_map(|back| today.checked_sub_days(chrono::Days::new(back)))
-                .map(|day| keys.key(&format!("active:{}", day.format("%Y-%m-%d"))))
+                .map(|day| keys.key_of("active", day.format("%Y-%m-%d")))
                 .collect();
             let Some(first) = days.first().cloned() else {
                 continue;

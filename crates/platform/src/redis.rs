@@ -82,4 +82,15 @@ impl KeySpace {
     pub fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.prefix)
     }
+
+    /// `<prefix><kind>:<id>`, written once into one string.
+    pub fn key_of(&self, kind: &str, id: impl std::fmt::Display) -> String {
+        use std::fmt::Write as _;
+        let mut key = String::with_capacity(self.prefix.len() + kind.len() + 40);
+        key.push_str(&self.prefix);
+        key.push_str(kind);
+        key.push(':');
+        let _ = write!(key, "{id}");
+        key
+    }
 }

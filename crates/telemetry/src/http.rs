@@ -275,6 +275,48 @@ impl Drop for InFlight {
     }
 }
 
+/// The `'static` copy of a route template, made once per template: labels from it cost no
+/// allocation per request. Templates are a fixed set (the app's routes and
+/// [`UNMATCHED_ROUTE`]), so the set stays bounded.
+fn interned(route: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{LazyLock, RwLock};
+    static ROUTES: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(RwLock::default);
+    if let Some(found) = ROUTES.read().ok().and_then(|set| set.get(route).copied()) {
+        return found;
+    }
+    let mut set = match ROUTES.write() {
+        Ok(set) => set,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(found) = set.get(route) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(route.to_owned().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// HTTP status codes as label values, `"100"` to `"599"`, made once.
+fn status_label(status: u16) -> &'static str {
+    use std::sync::LazyLock;
+    static LABELS: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..600).map(|code: u16| code.to_string()).collect());
+    LABELS
+        .get(usize::from(status))
+        .map_or("other", String::as_str)
+}
+
+/// `http_<status>`, the `error_type` of an error response without an [`ErrorKind`].
+fn http_error_label(status: u16) -> &'static str {
+    use std::sync::LazyLock;
+    static LABELS: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..600).map(|code: u16| format!("http_{code}")).collect());
+    LABELS
+        .get(usize::from(status))
+        .map_or("http_other", String::as_str)
+}
+
 fn record(
     method: &'static str,
     route: &str,
@@ -284,24 +326,24 @@ fn record(
     response_size: Option<u64>,
     error_kind: Option<ErrorKind>,
 ) {
-    let endpoint = route.to_owned();
+    let endpoint = interned(route);
     metrics::counter!(
         m::HTTP_REQUESTS_TOTAL,
         "method" => method,
-        "endpoint" => endpoint.clone(),
-        "status_code" => status.to_string()
+        "endpoint" => endpoint,
+        "status_code" => status_label(status)
     )
     .increment(1);
-    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "endpoint" => endpoint.clone())
+    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "endpoint" => endpoint)
         .record(elapsed);
-    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method, "endpoint" => endpoint.clone())
+    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method, "endpoint" => endpoint)
         .record(request_size as f64);
     if let Some(size) = response_size {
-        metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint.clone())
+        metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint)
             .record(size as f64);
     }
     if status >= 400 {
-        let error_type = error_kind.map_or_else(|| format!("http_{status}"), |k| k.0.to_owned());
+        let error_type = error_kind.map_or_else(|| http_error_label(status), |k| k.0);
         metrics::counter!(m::ERRORS_TOTAL, "error_type" => error_type, "endpoint" => endpoint)
             .increment(1);
     }

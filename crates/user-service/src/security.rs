@@ -154,8 +154,8 @@ impl LoginGuard {
             return Attempt::Allowed;
         }
         let keys = vec![
-            self.keys.key(&format!("lock:{account}")),
-            self.keys.key(&format!("fails:{account}")),
+            self.keys.key_of("lock", account),
+            self.keys.key_of("fails", account),
         ];
         let args = vec![
             self.max_failures.to_string(),
@@ -185,7 +185,7 @@ impl LoginGuard {
         let _: Result<i64, _> = GIVE_BACK_SCRIPT
             .evalsha_with_reload(
                 &self.redis,
-                vec![self.keys.key(&format!("fails:{account}"))],
+                vec![self.keys.key_of("fails", account)],
                 Vec::<String>::new(),
             )
             .await;
@@ -195,10 +195,7 @@ impl LoginGuard {
         if !self.available("failures") {
             return;
         }
-        let _: Result<i64, _> = self
-            .redis
-            .del(self.keys.key(&format!("fails:{account}")))
-            .await;
+        let _: Result<i64, _> = self.redis.del(self.keys.key_of("fails", account)).await;
     }
 
     /// Counts a failed login from `client_ip` on `account`; `true` once per window, when the
@@ -207,7 +204,7 @@ impl LoginGuard {
         if client_ip.is_empty() || !self.available("sources") {
             return false;
         }
-        let key = self.keys.key(&format!("source-fails:{client_ip}"));
+        let key = self.keys.key_of("source-fails", client_ip);
         let added: i64 = match self.redis.pfadd(&key, account.to_owned()).await {
             Ok(added) => added,
             Err(e) => {
@@ -227,7 +224,7 @@ impl LoginGuard {
             return false;
         }
         // Flag once per window however the count got past the threshold.
-        let flagged = self.keys.key(&format!("source-flagged:{client_ip}"));
+        let flagged = self.keys.key_of("source-flagged", client_ip);
         let first: Result<Option<String>, _> = self
             .redis
             .set(

@@ -26,10 +26,57 @@ pub struct User {
     pub following: i64,
 }
 
-const PROFILE: &str =
-    "u.id, u.email, u.username, u.display_name, u.bio, u.avatar_url, u.created_at,
-    (SELECT count(*) FROM users.follows f WHERE f.followee_id = u.id) AS followers,
-    (SELECT count(*) FROM users.follows f WHERE f.follower_id = u.id) AS following";
+/// The columns of a [`User`] (of `users.users u`), as a literal so every query built on it
+/// is a constant.
+macro_rules! profile {
+    () => {
+        "u.id, u.email, u.username, u.display_name, u.bio, u.avatar_url, u.created_at,
+        (SELECT count(*) FROM users.follows f WHERE f.followee_id = u.id) AS followers,
+        (SELECT count(*) FROM users.follows f WHERE f.follower_id = u.id) AS following"
+    };
+}
+
+/// A page of follows: the users on the `$other` side of the listed user's `$anchor` side,
+/// first page or after a cursor.
+macro_rules! follows_page_sql {
+    ($anchor:literal, $other:literal) => {
+        (
+            concat!(
+                "SELECT ",
+                profile!(),
+                ", f.created_at AS followed_at
+                 FROM users.follows f JOIN users.users u ON u.id = f.",
+                $other,
+                "
+                 WHERE f.",
+                $anchor,
+                " = $1
+                 ORDER BY f.created_at DESC, f.",
+                $other,
+                " DESC LIMIT $2"
+            ),
+            concat!(
+                "SELECT ",
+                profile!(),
+                ", f.created_at AS followed_at
+                 FROM users.follows f JOIN users.users u ON u.id = f.",
+                $other,
+                "
+                 WHERE f.",
+                $anchor,
+                " = $1 AND (f.created_at, f.",
+                $other,
+                ") < ($2, $3)
+                 ORDER BY f.created_at DESC, f.",
+                $other,
+                " DESC LIMIT $4"
+            ),
+        )
+    };
+}
+
+const FOLLOWERS_PAGE: (&str, &str) = follows_page_sql!("followee_id", "follower_id");
+const FOLLOWING_PAGE: (&str, &str) = follows_page_sql!("follower_id", "followee_id");
 
 fn user(row: &Row) -> User {
     User {
@@ -143,21 +190,24 @@ impl Store {
     }
 
     pub async fn user(&self, id: Uuid) -> Result<Option<User>, DbError> {
-        let sql = format!("SELECT {PROFILE} FROM users.users u WHERE u.id = $1");
+        let sql = concat!("SELECT ", profile!(), " FROM users.users u WHERE u.id = $1");
         Ok(self
             .0
-            .query_opt("SELECT", "users.users", &sql, &[&id])
+            .query_opt("SELECT", "users.users", sql, &[&id])
             .await?
             .as_ref()
             .map(user))
     }
 
     pub async fn user_by_username(&self, username: &str) -> Result<Option<User>, DbError> {
-        let sql =
-            format!("SELECT {PROFILE} FROM users.users u WHERE lower(u.username) = lower($1)");
+        let sql = concat!(
+            "SELECT ",
+            profile!(),
+            " FROM users.users u WHERE lower(u.username) = lower($1)"
+        );
         Ok(self
             .0
-            .query_opt("SELECT", "users.users", &sql, &[&username])
+            .query_opt("SELECT", "users.users", sql, &[&username])
             .await?
             .as_ref()
             .map(user))
@@ -194,20 +244,21 @@ impl Store {
             None => (false, None),
             Some(value) => (true, value),
         };
-        let sql = format!(
+        let sql = concat!(
             "UPDATE users.users u SET
                  display_name = COALESCE($2, u.display_name),
                  bio = COALESCE($3, u.bio),
                  avatar_url = CASE WHEN $4 THEN $5 ELSE u.avatar_url END
              WHERE u.id = $1
-             RETURNING {PROFILE}"
+             RETURNING ",
+            profile!()
         );
         let row = self
             .0
             .query_opt(
                 "UPDATE",
                 "users.users",
-                &sql,
+                sql,
                 &[&id, &display_name, &bio, &set_avatar, &avatar],
             )
             .await?;
@@ -396,35 +447,24 @@ impl Store {
         size: PageSize,
         cursor: Option<Cursor>,
     ) -> Result<(Vec<User>, Option<Cursor>), DbError> {
-        // `anchor` is the listed user's side of the relation, `other` the one we page over.
-        let (anchor, other) = if followers {
-            ("followee_id", "follower_id")
+        let (first, after) = if followers {
+            FOLLOWERS_PAGE
         } else {
-            ("follower_id", "followee_id")
+            FOLLOWING_PAGE
         };
         let limit = i64::from(size.get()) + 1;
-        let base = format!(
-            "SELECT {PROFILE}, f.created_at AS followed_at
-             FROM users.follows f JOIN users.users u ON u.id = f.{other}
-             WHERE f.{anchor} = $1"
-        );
         let rows = match cursor {
             None => {
-                let sql = format!("{base} ORDER BY f.created_at DESC, f.{other} DESC LIMIT $2");
                 self.0
-                    .query("SELECT", "users.follows", &sql, &[&listed, &limit])
+                    .query("SELECT", "users.follows", first, &[&listed, &limit])
                     .await?
             }
             Some(c) => {
-                let sql = format!(
-                    "{base} AND (f.created_at, f.{other}) < ($2, $3)
-                     ORDER BY f.created_at DESC, f.{other} DESC LIMIT $4"
-                );
                 self.0
                     .query(
                         "SELECT",
                         "users.follows",
-                        &sql,
+                        after,
                         &[&listed, &c.created_at, &c.id, &limit],
                     )
                     .await?

@@ -19,8 +19,12 @@ pub struct Video {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, owner_id, title, description, duration_seconds, status, tags, created_at";
+/// The columns of a [`Video`], as a literal so every query built on it is a constant.
+macro_rules! columns {
+    () => {
+        "id, owner_id, title, description, duration_seconds, status, tags, created_at"
+    };
+}
 
 fn video(row: &Row) -> Video {
     Video {
@@ -41,10 +45,10 @@ pub struct Store(pub Db);
 
 impl Store {
     pub async fn video(&self, id: Uuid) -> Result<Option<Video>, DbError> {
-        let sql = format!("SELECT {COLUMNS} FROM videos.videos WHERE id = $1");
+        let sql = concat!("SELECT ", columns!(), " FROM videos.videos WHERE id = $1");
         let row = self
             .0
-            .query_opt("SELECT", "videos.videos", &sql, &[&id])
+            .query_opt("SELECT", "videos.videos", sql, &[&id])
             .await?;
         Ok(row.as_ref().map(video))
     }
@@ -59,17 +63,21 @@ impl Store {
         let limit = i64::from(size.get()) + 1;
         let rows = match cursor {
             None => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                let sql = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM videos.videos WHERE status = 'published'
                      ORDER BY created_at DESC, id DESC LIMIT $1"
                 );
                 self.0
-                    .query("SELECT", "videos.videos", &sql, &[&limit])
+                    .query("SELECT", "videos.videos", sql, &[&limit])
                     .await?
             }
             Some(c) => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM videos.videos WHERE status = 'published'
+                let sql = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM videos.videos WHERE status = 'published'
                      AND (created_at, id) < ($1, $2)
                      ORDER BY created_at DESC, id DESC LIMIT $3"
                 );
@@ -77,7 +85,7 @@ impl Store {
                     .query(
                         "SELECT",
                         "videos.videos",
-                        &sql,
+                        sql,
                         &[&c.created_at, &c.id, &limit],
                     )
                     .await?
