@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 const PROTOS: &[&str] = &[
+    "socialflow/common/v1/common.proto",
     "socialflow/user/v1/user.proto",
     "socialflow/video/v1/video.proto",
     "socialflow/engagement/v1/engagement.proto",
@@ -24,9 +25,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = out.join("descriptors.bin");
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Messages the REST API serves as they are: serialised straight from the generated
+    // types (times as RFC 3339, statuses as lowercase names), never re-declared field by
+    // field in the gateway.
+    let serialize = "#[derive(serde::Serialize)]";
+    let timestamp = "#[serde(serialize_with = \"crate::serde_ext::timestamp\")]";
     tonic_prost_build::configure()
         .file_descriptor_set_path(&descriptors)
-        .compile_with_config(config, &protos, &[root])?;
+        .type_attribute(".socialflow.common.v1.VideoStats", serialize)
+        .type_attribute(".socialflow.common.v1.Money", serialize)
+        .type_attribute(".socialflow.user.v1.Profile", serialize)
+        .field_attribute(".socialflow.user.v1.Profile.created_at", timestamp)
+        .type_attribute(".socialflow.video.v1.Video", serialize)
+        .field_attribute(".socialflow.video.v1.Video.created_at", timestamp)
+        .field_attribute(
+            ".socialflow.video.v1.Video.status",
+            "#[serde(serialize_with = \"crate::serde_ext::video_status\")]",
+        )
+        .compile_with_config(
+            config,
+            &protos,
+            &[root, protoc_bin_vendored::include_path()?],
+        )?;
 
     let set = prost_types::FileDescriptorSet::decode(std::fs::read(&descriptors)?.as_slice())?;
     let mut methods = String::from(

@@ -31,10 +31,10 @@ impl EngagementService for EngagementApi {
     ) -> Result<Response<GetVideoStatsResponse>, Status> {
         let video_id = parse_uuid("video_id", &request.get_ref().video_id)?;
         let stats = self.store.video_stats(video_id).await?;
+        let crate::store::VideoStats { views, likes } = stats;
         Ok(Response::new(GetVideoStatsResponse {
             video_id: video_id.to_string(),
-            views: stats.views,
-            likes: stats.likes,
+            stats: Some(proto::common::v1::VideoStats { views, likes }),
         }))
     }
 }

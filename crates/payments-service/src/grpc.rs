@@ -1,5 +1,6 @@
 //! The tonic service: translation between protobuf and the store, nothing else.
 
+use proto::common::v1::Money;
 use proto::payments::v1::payments_service_server::PaymentsService;
 use proto::payments::v1::{ListPlansRequest, ListPlansResponse, Plan};
 use tonic::{Request, Response, Status};
@@ -26,12 +27,23 @@ impl PaymentsService for PaymentsApi {
         Ok(Response::new(ListPlansResponse {
             plans: plans
                 .into_iter()
-                .map(|p| Plan {
-                    id: p.id,
-                    name: p.name,
-                    price_cents: p.price_cents,
-                    currency: p.currency,
-                    interval: p.interval,
+                .map(|p| {
+                    let crate::store::Plan {
+                        id,
+                        name,
+                        price_cents,
+                        currency,
+                        interval,
+                    } = p;
+                    Plan {
+                        id,
+                        name,
+                        price: Some(Money {
+                            amount_minor: price_cents,
+                            currency,
+                        }),
+                        interval,
+                    }
                 })
                 .collect(),
         }))

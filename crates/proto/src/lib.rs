@@ -1,10 +1,19 @@
-//! Generated gRPC code for the Social Flow services. Nothing here is written by hand:
-//! edit `proto/socialflow/<svc>/v1/*.proto` and rebuild.
+//! Generated gRPC code for the Social Flow services. Nothing here is written by hand but
+//! how the generated types serialise to JSON (`serde_ext`) and convert to and from
+//! `chrono`: edit `proto/socialflow/<svc>/v1/*.proto` and rebuild.
 
 #![expect(
     clippy::allow_attributes,
     reason = "prost and tonic generate `#[allow]` attributes into this crate"
 )]
+
+pub mod serde_ext;
+
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("socialflow.common.v1");
+    }
+}
 
 pub mod user {
     pub mod v1 {

@@ -68,7 +68,7 @@ fn profile(u: User) -> Profile {
         display_name,
         bio,
         avatar_url,
-        created_at: created_at.to_rfc3339(),
+        created_at: Some(proto::serde_ext::to_timestamp(created_at)),
         followers_count: u64::try_from(followers).unwrap_or(0),
         following_count: u64::try_from(following).unwrap_or(0),
     }

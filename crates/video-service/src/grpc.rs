@@ -3,14 +3,16 @@
 use platform::grpc::TracedChannel;
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
+use proto::serde_ext::to_timestamp;
 use proto::video::v1::video_service_server::VideoService;
 use proto::video::v1::{
     GetVideoRequest, GetVideoResponse, ListVideosRequest, ListVideosResponse, Video as VideoMsg,
-    VideoStats,
+    VideoStatus as StatusMsg,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::domain::VideoStatus;
 use crate::store::{Store, Video};
 use platform::pagination::parse_request;
 
@@ -29,15 +31,30 @@ impl VideoApi {
 }
 
 fn to_message(v: Video) -> VideoMsg {
+    let Video {
+        id,
+        owner_id,
+        title,
+        description,
+        duration_seconds,
+        status,
+        tags,
+        created_at,
+    } = v;
+    let status = match status {
+        VideoStatus::Processing => StatusMsg::Processing,
+        VideoStatus::Published => StatusMsg::Published,
+        VideoStatus::Failed => StatusMsg::Failed,
+    };
     VideoMsg {
-        id: v.id.to_string(),
-        owner_id: v.owner_id.to_string(),
-        title: v.title,
-        description: v.description,
-        duration_seconds: v.duration_seconds,
-        status: v.status,
-        created_at: v.created_at.to_rfc3339(),
-        tags: v.tags,
+        id: id.to_string(),
+        owner_id: owner_id.to_string(),
+        title,
+        description,
+        duration_seconds,
+        status: status as i32,
+        created_at: Some(to_timestamp(created_at)),
+        tags,
     }
 }
 
@@ -63,13 +80,7 @@ impl VideoService for VideoApi {
         // Counts are secondary: when engagement-service is down the video is still shown,
         // without them, rather than failing the whole page.
         let stats = match counts {
-            Ok(response) => {
-                let r = response.into_inner();
-                Some(VideoStats {
-                    views: r.views,
-                    likes: r.likes,
-                })
-            }
+            Ok(response) => response.into_inner().stats,
             Err(status) => {
                 tracing::warn!(video_id = %id, code = ?status.code(), error = status.message(), "video counts unavailable");
                 None

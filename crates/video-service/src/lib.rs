@@ -1,6 +1,7 @@
 //! video-service: video metadata (schema `videos`) and the bucket holding the files; asks
 //! engagement-service for counts.
 
+mod domain;
 mod grpc;
 mod store;
 

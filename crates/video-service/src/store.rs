@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 use platform::pagination::{Cursor, PageSize, split_page};
 
+use crate::domain::VideoStatus;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Video {
     pub id: Uuid,
@@ -14,7 +16,7 @@ pub struct Video {
     pub title: String,
     pub description: String,
     pub duration_seconds: u32,
-    pub status: String,
+    pub status: VideoStatus,
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -33,7 +35,8 @@ fn video(row: &Row) -> Video {
         title: row.get("title"),
         description: row.get("description"),
         duration_seconds: u32::try_from(row.get::<_, i32>("duration_seconds")).unwrap_or(0),
-        status: row.get("status"),
+        // The schema's CHECK constraint admits only the statuses `parse` knows.
+        status: VideoStatus::parse(row.get("status")).unwrap_or(VideoStatus::Failed),
         tags: row.get("tags"),
         created_at: row.get("created_at"),
     }

@@ -109,7 +109,9 @@ async fn user_and_engagement_services_name_the_bad_field() {
         })
         .await
         .expect("zero counts")
-        .into_inner();
+        .into_inner()
+        .stats
+        .expect("counts");
     assert_eq!((stats.views, stats.likes), (0, 0));
 }
 

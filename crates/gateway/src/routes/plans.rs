@@ -1,10 +1,12 @@
 use actix_web::{HttpResponse, web};
-use proto::payments::v1::ListPlansRequest;
+use proto::common::v1::Money;
+use proto::payments::v1::{ListPlansRequest, Plan};
 use serde::Serialize;
 
 use crate::Clients;
 use crate::error::ApiError;
 
+/// A plan as the REST API has always shown it: the price in cents beside its currency.
 #[derive(Debug, Serialize)]
 struct PlanJson {
     id: String,
@@ -31,12 +33,24 @@ pub async fn list_plans(clients: web::Data<Clients>) -> Result<HttpResponse, Api
         plans: reply
             .plans
             .into_iter()
-            .map(|p| PlanJson {
-                id: p.id,
-                name: p.name,
-                price_cents: p.price_cents,
-                currency: p.currency,
-                interval: p.interval,
+            .map(|p| {
+                let Plan {
+                    id,
+                    name,
+                    price,
+                    interval,
+                } = p;
+                let Money {
+                    amount_minor,
+                    currency,
+                } = price.unwrap_or_default();
+                PlanJson {
+                    id,
+                    name,
+                    price_cents: amount_minor,
+                    currency,
+                    interval,
+                }
             })
             .collect(),
     }))

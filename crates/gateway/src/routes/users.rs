@@ -12,38 +12,11 @@ use crate::error::ApiError;
 
 const USERS: &str = "user-service";
 
-#[derive(Debug, Serialize)]
-pub struct ProfileJson {
-    id: String,
-    username: String,
-    display_name: String,
-    bio: String,
-    avatar_url: Option<String>,
-    created_at: String,
-    followers_count: u64,
-    following_count: u64,
-}
-
-impl From<Profile> for ProfileJson {
-    fn from(p: Profile) -> Self {
-        Self {
-            id: p.id,
-            username: p.username,
-            display_name: p.display_name,
-            bio: p.bio,
-            avatar_url: p.avatar_url,
-            created_at: p.created_at,
-            followers_count: p.followers_count,
-            following_count: p.following_count,
-        }
-    }
-}
-
-/// The owner's view: the public profile and the email.
+/// The owner's view: the public profile and the email, side by side (gRPC nests them).
 #[derive(Debug, Serialize)]
 pub struct PrivateJson {
     #[serde(flatten)]
-    profile: ProfileJson,
+    profile: Profile,
     email: String,
 }
 
@@ -56,13 +29,10 @@ impl PrivateJson {
 impl TryFrom<PrivateProfile> for PrivateJson {
     type Error = ApiError;
     fn try_from(p: PrivateProfile) -> Result<Self, ApiError> {
-        let profile = p
-            .profile
+        let PrivateProfile { profile, email } = p;
+        let profile = profile
             .ok_or_else(|| ApiError::from_status(USERS, &tonic::Status::internal("empty reply")))?;
-        Ok(Self {
-            profile: profile.into(),
-            email: p.email,
-        })
+        Ok(Self { profile, email })
     }
 }
 
@@ -93,7 +63,7 @@ pub async fn get_user(
         .await
         .map_err(|s| ApiError::from_status(USERS, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(ProfileJson::from(profile)))
+    Ok(HttpResponse::Ok().json(profile))
 }
 
 pub async fn get_user_by_username(
@@ -109,7 +79,7 @@ pub async fn get_user_by_username(
         .await
         .map_err(|s| ApiError::from_status(USERS, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(ProfileJson::from(profile)))
+    Ok(HttpResponse::Ok().json(profile))
 }
 
 pub async fn get_me(
@@ -197,7 +167,7 @@ pub async fn unfollow(
 
 #[derive(Debug, Serialize)]
 struct UserPage {
-    users: Vec<ProfileJson>,
+    users: Vec<Profile>,
     next_cursor: Option<String>,
 }
 
@@ -223,7 +193,7 @@ async fn follows(
     .map_err(|s| super::page_error(USERS, &s))?
     .into_inner();
     Ok(HttpResponse::Ok().json(UserPage {
-        users: reply.users.into_iter().map(ProfileJson::from).collect(),
+        users: reply.users,
         next_cursor: Some(reply.next_page_token).filter(|t| !t.is_empty()),
     }))
 }

@@ -1,6 +1,7 @@
 use actix_web::{HttpResponse, web};
+use proto::common::v1::VideoStats;
 use proto::engagement::v1::GetVideoStatsRequest;
-use proto::video::v1::{GetVideoRequest, ListVideosRequest, Video, VideoStats};
+use proto::video::v1::{GetVideoRequest, ListVideosRequest, Video};
 use serde::Serialize;
 
 use super::{PageParams, parse_id};
@@ -8,58 +9,16 @@ use crate::Clients;
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize)]
-pub struct VideoJson {
-    id: String,
-    owner_id: String,
-    title: String,
-    description: String,
-    duration_seconds: u32,
-    status: String,
-    tags: Vec<String>,
-    created_at: String,
-}
-
-impl From<Video> for VideoJson {
-    fn from(v: Video) -> Self {
-        Self {
-            id: v.id,
-            owner_id: v.owner_id,
-            title: v.title,
-            description: v.description,
-            duration_seconds: v.duration_seconds,
-            status: v.status,
-            tags: v.tags,
-            created_at: v.created_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct StatsJson {
-    views: u64,
-    likes: u64,
-}
-
-impl From<VideoStats> for StatsJson {
-    fn from(s: VideoStats) -> Self {
-        Self {
-            views: s.views,
-            likes: s.likes,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
 struct VideoWithStats {
     #[serde(flatten)]
-    video: VideoJson,
+    video: Video,
     /// `null` when the counts could not be fetched.
-    stats: Option<StatsJson>,
+    stats: Option<VideoStats>,
 }
 
 #[derive(Debug, Serialize)]
 struct VideoPage {
-    videos: Vec<VideoJson>,
+    videos: Vec<Video>,
     next_cursor: Option<String>,
 }
 
@@ -79,7 +38,7 @@ pub async fn list_videos(
         .map_err(|s| super::page_error("video-service", &s))?
         .into_inner();
     Ok(HttpResponse::Ok().json(VideoPage {
-        videos: reply.videos.into_iter().map(VideoJson::from).collect(),
+        videos: reply.videos,
         next_cursor: Some(reply.next_page_token).filter(|t| !t.is_empty()),
     }))
 }
@@ -100,8 +59,8 @@ pub async fn get_video(
         ApiError::from_status("video-service", &tonic::Status::internal("empty reply"))
     })?;
     Ok(HttpResponse::Ok().json(VideoWithStats {
-        video: video.into(),
-        stats: reply.stats.map(StatsJson::from),
+        video,
+        stats: reply.stats,
     }))
 }
 
@@ -119,8 +78,5 @@ pub async fn get_video_stats(
         .await
         .map_err(|s| ApiError::from_status("engagement-service", &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(StatsJson {
-        views: reply.views,
-        likes: reply.likes,
-    }))
+    Ok(HttpResponse::Ok().json(reply.stats.unwrap_or_default()))
 }
