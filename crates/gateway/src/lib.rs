@@ -151,7 +151,7 @@ pub async fn run(
             .app_data(error::extractors::query_config())
             // The detailed report (error text, timings) is for the admin port only.
             .configure(public_health_routes)
-            .configure(routes::configure)
+            .configure(|cfg| routes::configure(cfg, max_body))
             .default_service(web::to(routes::not_found))
     })
     .client_request_timeout(Duration::from_millis(

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::error::extractors::json_config;
 
 /// `GET /path` → handler, with a JSON 405 for any other method.
 macro_rules! resource {
@@ -22,13 +23,20 @@ macro_rules! resource {
     };
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The largest body a route that carries credentials or tokens takes: nothing it needs
+/// comes near (a login is at most 254 + 1024 bytes); `http.max_body_bytes` is the bound of
+/// every other JSON route, and the lower of the two applies.
+const CREDENTIALS_BODY_BYTES: usize = 4 * 1024;
+
+/// The API routes; `max_body` is `http.max_body_bytes`.
+pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
+    let credentials = || json_config(CREDENTIALS_BODY_BYTES.min(max_body));
     cfg.service(
         web::scope("/api/v1")
-            .service(resource!("/auth/register", post => auth::register))
-            .service(resource!("/auth/login", post => auth::login))
-            .service(resource!("/auth/refresh", post => auth::refresh))
-            .service(resource!("/auth/logout", post => auth::logout))
+            .service(resource!("/auth/register", post => auth::register).app_data(credentials()))
+            .service(resource!("/auth/login", post => auth::login).app_data(credentials()))
+            .service(resource!("/auth/refresh", post => auth::refresh).app_data(credentials()))
+            .service(resource!("/auth/logout", post => auth::logout).app_data(credentials()))
             .service(resource!("/me", get => users::get_me, patch => users::update_me, delete => users::delete_me))
             .service(resource!("/users/by-username/{username}", get => users::get_user_by_username))
             .service(resource!("/users/{id}", get => users::get_user))

@@ -142,3 +142,34 @@ async fn unknown_routes_and_methods_are_json_errors() {
         .expect("answer");
     assert_error(delete, 405, "DELETE").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_that_carry_credentials_take_smaller_bodies_than_the_rest() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__HTTP__MAX_BODY_BYTES", "65536")
+        .spawn()
+        .await;
+    let big = "x".repeat(5_000);
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/auth/register",
+        "/api/v1/auth/refresh",
+    ] {
+        assert_error(
+            app.post_json(path, &json!({ "login": big, "password": big }))
+                .await,
+            413,
+            "4096 bytes",
+        )
+        .await;
+    }
+    // The same size on a profile change is read, and refused for what it says.
+    let ann = crate::support::register(&app, "ann").await;
+    let token = crate::support::access_token(&app, &ann).await;
+    let response = crate::support::authed(&app, reqwest::Method::PATCH, "/api/v1/me", &token)
+        .json(&json!({ "bio": big }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_error(response, 400, "bio").await;
+}
