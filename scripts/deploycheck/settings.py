@@ -78,8 +78,18 @@ class Settings:
     @staticmethod
     def _settings_struct(binary: str, sources: dict[str, str], structs: dict) -> str:
         crate_src = {p: t for p, t in sources.items() if p.startswith(f"crates/{binary}/src/")}
+        for path, text in crate_src.items():
+            # `grpc_service!` declares `Settings`: server, database, telemetry and its own.
+            m = re.search(r"grpc_service!\s*\{.*?\bsettings\s*\{([^}]*)\}", text, re.S)
+            if m:
+                fields = {"server": "ServerSettings", "database": "DatabaseSettings",
+                          "telemetry": "TelemetrySettings"}
+                fields.update(dict(re.findall(r"(\w+)\s*:\s*([\w:<>]+)", m.group(1))))
+                name = f"Settings@{binary}"
+                structs[name] = {"fields": fields, "default": False, "path": path}
+                return name
         for text in crate_src.values():
-            # `pub type Settings = X;`, or `settings X` in the crate's `grpc_service!`.
+            # `pub type Settings = X;`.
             m = re.search(r"(?:pub )?type Settings\s*=\s*(?:[\w:]+::)?(\w+)\s*;", text) or \
                 re.search(r"grpc_service!\s*\{[^}]*?\bsettings\s+(?:[\w:]+::)?(\w+)", text, re.S)
             if m and m.group(1) != "Settings":

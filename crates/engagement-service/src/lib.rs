@@ -3,17 +3,18 @@
 mod grpc;
 mod store;
 
-use platform::service::{DatabaseServiceSettings, Parts, Shared};
+use platform::config::InternalAuthSettings;
+use platform::service::{Parts, Shared};
 use proto::engagement::v1::engagement_service_server::EngagementServiceServer as Server;
 
 platform::grpc_service! {
-    /// engagement-service, as the platform runs it.
-    pub struct Service: "engagement-service", schema "engagement", settings DatabaseServiceSettings,
-    defaults include_str!("../config/default.toml"), build build,
+    pub struct Service: "engagement-service", schema "engagement", build build,
+    defaults include_str!("../config/default.toml"),
+    settings { auth: InternalAuthSettings },
     migrations [(1, "video_stats", include_str!("../migrations/0001_video_stats.sql"))]
 }
 
-async fn build(_: &DatabaseServiceSettings, shared: &Shared) -> anyhow::Result<Parts> {
+async fn build(_: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     let api = grpc::EngagementApi::new(store::Store(shared.db.clone()));
     Ok(Parts::grpc(
         Server::new(api).max_decoding_message_size(shared.max_message_bytes()),

@@ -3,17 +3,18 @@
 mod grpc;
 mod store;
 
-use platform::service::{DatabaseServiceSettings, Parts, Shared};
+use platform::config::InternalAuthSettings;
+use platform::service::{Parts, Shared};
 use proto::payments::v1::payments_service_server::PaymentsServiceServer as Server;
 
 platform::grpc_service! {
-    /// payments-service, as the platform runs it.
-    pub struct Service: "payments-service", schema "payments", settings DatabaseServiceSettings,
-    defaults include_str!("../config/default.toml"), build build,
+    pub struct Service: "payments-service", schema "payments", build build,
+    defaults include_str!("../config/default.toml"),
+    settings { auth: InternalAuthSettings },
     migrations [(1, "plans", include_str!("../migrations/0001_plans.sql"))]
 }
 
-async fn build(_: &DatabaseServiceSettings, shared: &Shared) -> anyhow::Result<Parts> {
+async fn build(_: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     let plans = grpc::PaymentsApi::new(store::Store(shared.db.clone()));
     Ok(Parts::grpc(
         Server::new(plans).max_decoding_message_size(shared.max_message_bytes()),

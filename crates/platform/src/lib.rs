@@ -22,6 +22,8 @@ pub use lifecycle::Lifecycle;
 
 #[doc(hidden)]
 pub use anyhow as __anyhow;
+#[doc(hidden)]
+pub use serde as __serde;
 
 /// The longest login (email or username) accepted, in bytes: the longest email address
 /// (RFC 5321). The gateway and user-service both refuse longer ones.

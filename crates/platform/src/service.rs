@@ -3,16 +3,12 @@
 
 use std::future::Future;
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use telemetry::TelemetrySettings;
 use tonic::service::Routes;
 
 use crate::Lifecycle;
 use crate::admin::{AdminServer, HealthState, ReportCache};
-use crate::config::{
-    ConfigError, DatabaseSettings, InternalAuthSettings, SHARED_DEFAULTS, ServerSettings, Sources,
-};
+use crate::config::{ConfigError, SHARED_DEFAULTS, ServerSettings, Sources};
 use crate::database::{Db, Migration};
 use crate::faults::Faults;
 use crate::grpc::Listeners;
@@ -31,17 +27,6 @@ pub fn load_settings<T: DeserializeOwned + ProcessSettings>(
     settings.validate_auth()?;
     Ok(settings)
 }
-
-/// Settings of a service whose only dependency is its database.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DatabaseServiceSettings {
-    pub server: ServerSettings,
-    pub database: DatabaseSettings,
-    pub auth: InternalAuthSettings,
-    pub telemetry: TelemetrySettings,
-}
-
-crate::process_settings!(DatabaseServiceSettings);
 
 /// A gRPC service of Social Flow, declared once: the platform loads its settings, opens
 /// its database, migrates its schema, serves its routes (with health, identity, telemetry
@@ -67,25 +52,40 @@ pub trait Service: 'static {
     ) -> impl Future<Output = anyhow::Result<Parts>> + Send;
 }
 
-/// Declares a service in one place: its type, name, schema, settings, defaults, builder
-/// and migrations. The `CRATE` it reports is the invoking crate's own name.
+/// Declares a service in one place: its type, name, schema, compiled-in defaults, the
+/// settings sections of its own (`server`, `database` and `telemetry` every service has),
+/// its builder and its migrations. This defines `Settings` and the service type; the
+/// `CRATE` it reports is the invoking crate's own name.
 ///
 /// ```ignore
 /// platform::grpc_service! {
-///     pub struct Service: "video-service", schema "videos", settings Settings,
-///     defaults include_str!("../config/default.toml"), build build,
+///     pub struct Service: "video-service", schema "videos", build build,
+///     defaults include_str!("../config/default.toml"),
+///     settings { s3: S3Settings, auth: InternalAuthSettings },
 ///     migrations [(1, "videos", include_str!("../migrations/0001_videos.sql"))]
 /// }
 /// ```
 #[macro_export]
 macro_rules! grpc_service {
     {
-        $(#[$meta:meta])*
-        $vis:vis struct $ty:ident: $name:literal, schema $schema:literal, settings $settings:ty,
-        defaults $defaults:expr, build $build:path,
+        $vis:vis struct $ty:ident: $name:literal, schema $schema:literal, build $build:path,
+        defaults $defaults:expr,
+        settings { $($field:ident: $field_ty:ty),* $(,)? },
         migrations [$(($version:literal, $migration:literal, $sql:expr)),* $(,)?]
     } => {
-        $(#[$meta])*
+        #[doc = concat!("The settings of ", $name, ".")]
+        #[derive(Debug, Clone, $crate::__serde::Deserialize)]
+        #[serde(crate = "platform::__serde")]
+        $vis struct Settings {
+            pub server: $crate::config::ServerSettings,
+            pub database: $crate::config::DatabaseSettings,
+            pub telemetry: $crate::process::TelemetrySettings,
+            $(pub $field: $field_ty,)*
+        }
+
+        $crate::process_settings!(Settings);
+
+        #[doc = concat!($name, ", as the platform runs it.")]
         $vis struct $ty;
 
         impl $crate::service::Service for $ty {
@@ -96,10 +96,10 @@ macro_rules! grpc_service {
                 $crate::database::Migration { version: $version, name: $migration, sql: $sql }
             ),*];
             const DEFAULTS: &'static str = $defaults;
-            type Settings = $settings;
+            type Settings = Settings;
 
             fn build(
-                settings: &$settings,
+                settings: &Settings,
                 shared: &$crate::service::Shared,
             ) -> impl ::std::future::Future<
                 Output = $crate::__anyhow::Result<$crate::service::Parts>,

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use platform::config::InternalAuthSettings;
 use platform::config::Sources;
-use platform::database::Migration;
-use platform::service::{DatabaseServiceSettings, Parts, Shared};
+use platform::service::{Parts, Shared};
 use platform::worker::Worker;
 use testkit::TestDatabase;
 use tonic::service::Routes;
@@ -21,19 +21,17 @@ fn log(event: &'static str) {
     LOG.lock().expect("log").push(event);
 }
 
-/// A service with no RPCs of its own and one worker that takes a job every 20 ms, each
-/// taking 300 ms, and finishes the one it holds when told to drain.
-struct Jobs;
+// A service with no RPCs of its own and one worker that takes a job every 20 ms, each
+// taking 300 ms, and finishes the one it holds when told to drain.
+platform::grpc_service! {
+    struct Jobs: "jobs-test", schema "jobs_test", build build,
+    defaults "[server]\nport = 0\nadmin_port = 0\n",
+    settings { auth: InternalAuthSettings },
+    migrations []
+}
 
-impl platform::service::Service for Jobs {
-    const NAME: &'static str = "jobs-test";
-    const CRATE: &'static str = env!("CARGO_CRATE_NAME");
-    const SCHEMA: &'static str = "jobs_test";
-    const MIGRATIONS: &'static [Migration] = &[];
-    const DEFAULTS: &'static str = "[server]\nport = 0\nadmin_port = 0\n";
-    type Settings = DatabaseServiceSettings;
-
-    async fn build(_: &Self::Settings, _: &Shared) -> anyhow::Result<Parts> {
+async fn build(_: &Settings, _: &Shared) -> anyhow::Result<Parts> {
+    {
         let worker = Worker::new("jobs", |mut draining| async move {
             loop {
                 tokio::select! {

@@ -11,29 +11,16 @@ mod store;
 
 use std::time::Duration;
 
-use platform::config::{AuthSettings, DatabaseSettings, RedisSettings, ServerSettings};
+use platform::config::{AuthSettings, RedisSettings};
 use platform::health::Probe;
 use platform::redis::KeySpace;
 use platform::service::{Parts, Shared};
 use proto::user::v1::user_service_server::UserServiceServer;
-use serde::Deserialize;
-use telemetry::TelemetrySettings;
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub database: DatabaseSettings,
-    pub redis: RedisSettings,
-    pub auth: AuthSettings,
-    pub telemetry: TelemetrySettings,
-}
-
-platform::process_settings!(Settings);
 
 platform::grpc_service! {
-    /// user-service, as the platform runs it.
-    pub struct Service: "user-service", schema "users", settings Settings,
-    defaults include_str!("../config/default.toml"), build build,
+    pub struct Service: "user-service", schema "users", build build,
+    defaults include_str!("../config/default.toml"),
+    settings { redis: RedisSettings, auth: AuthSettings },
     migrations [
         (1, "users", include_str!("../migrations/0001_users.sql")),
         (2, "auth_and_follows", include_str!("../migrations/0002_auth_and_follows.sql")),

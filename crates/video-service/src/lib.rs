@@ -5,14 +5,11 @@ mod domain;
 mod grpc;
 mod store;
 
-use platform::config::{
-    DatabaseSettings, GrpcClientSettings, InternalAuthSettings, S3Settings, ServerSettings,
-};
+use platform::config::{GrpcClientSettings, InternalAuthSettings, S3Settings};
 use platform::health::Probe;
 use platform::service::{Parts, Shared};
 use proto::video::v1::video_service_server::VideoServiceServer;
 use serde::Deserialize;
-use telemetry::TelemetrySettings;
 
 /// Where engagement-service listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -22,23 +19,15 @@ pub struct EngagementSettings {
     pub url: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Settings {
-    pub server: ServerSettings,
-    pub database: DatabaseSettings,
-    pub s3: S3Settings,
-    pub engagement: EngagementSettings,
-    pub grpc_client: GrpcClientSettings,
-    pub auth: InternalAuthSettings,
-    pub telemetry: TelemetrySettings,
-}
-
-platform::process_settings!(Settings);
-
 platform::grpc_service! {
-    /// video-service, as the platform runs it.
-    pub struct Service: "video-service", schema "videos", settings Settings,
-    defaults include_str!("../config/default.toml"), build build,
+    pub struct Service: "video-service", schema "videos", build build,
+    defaults include_str!("../config/default.toml"),
+    settings {
+        s3: S3Settings,
+        engagement: EngagementSettings,
+        grpc_client: GrpcClientSettings,
+        auth: InternalAuthSettings,
+    },
     migrations [(1, "videos", include_str!("../migrations/0001_videos.sql"))]
 }
 
