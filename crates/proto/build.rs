@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 const PROTOS: &[&str] = &[
+    "perftools/profiles/profile.proto",
     "socialflow/common/v1/common.proto",
     "socialflow/user/v1/user.proto",
     "socialflow/video/v1/video.proto",

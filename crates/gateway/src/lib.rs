@@ -133,7 +133,7 @@ pub async fn run(
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;
-    let admin = AdminServer::start(listeners.admin, health, None)?;
+    let admin = AdminServer::start(listeners.admin, health, None, settings.server.profiling)?;
 
     let server = HttpServer::new(move || {
         App::new()

@@ -203,11 +203,12 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Serves the admin routes on `listener` until [`AdminServer::stop`]; with `faults`,
-    /// also the fault injection routes.
+    /// also the fault injection routes; with `profiling`, CPU profiles.
     pub fn start(
         listener: TcpListener,
         state: HealthState,
         faults: Option<Faults>,
+        profiling: bool,
     ) -> std::io::Result<Self> {
         let data = web::Data::new(state);
         let faults = faults.map(web::Data::new);
@@ -215,7 +216,15 @@ impl AdminServer {
             let app = App::new()
                 .app_data(data.clone())
                 .configure(health_routes)
-                .route("/metrics", web::get().to(metrics));
+                .route("/metrics", web::get().to(metrics))
+                .configure(|cfg| {
+                    if profiling {
+                        cfg.route(
+                            "/debug/pprof/profile",
+                            web::get().to(crate::profiling::profile),
+                        );
+                    }
+                });
             match &faults {
                 Some(faults) => app.app_data(faults.clone()).configure(fault_routes),
                 None => app,

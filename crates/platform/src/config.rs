@@ -111,6 +111,10 @@ pub struct ServerSettings {
     /// Off unless turned on: anyone who reaches the admin port could break the service.
     #[serde(default)]
     pub fault_injection: bool,
+    /// Serve CPU profiles (`/debug/pprof/profile`) on the admin port. Off unless turned on:
+    /// profiling costs CPU, and the admin port must stay internal.
+    #[serde(default)]
+    pub profiling: bool,
     /// gRPC services: concurrent RPCs one connection may have in flight; more wait.
     pub grpc_concurrency_per_connection: usize,
     /// gRPC services: longest an RPC may run before it is cancelled, in milliseconds.

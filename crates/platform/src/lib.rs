@@ -13,6 +13,7 @@ pub mod jwt;
 pub mod lifecycle;
 pub mod pagination;
 pub mod process;
+pub mod profiling;
 pub mod redis;
 pub mod s3;
 pub mod service;

@@ -223,6 +223,7 @@ pub async fn run<S: Service>(
             public_report: ReportCache::default(),
         },
         server.fault_injection.then(|| faults.clone()),
+        server.profiling,
     )?;
 
     if let Err(e) = crate::database::migrate(&pool, S::SCHEMA, S::MIGRATIONS).await {

@@ -9,6 +9,11 @@
 
 pub mod serde_ext;
 
+/// The pprof profile format (CPU profiles served by the admin port).
+pub mod pprof {
+    tonic::include_proto!("perftools.profiles");
+}
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("socialflow.common.v1");

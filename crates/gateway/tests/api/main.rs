@@ -8,6 +8,7 @@ mod hardening;
 mod health;
 mod logs;
 mod metrics;
+mod profiling;
 mod resources;
 mod security;
 mod shutdown;
