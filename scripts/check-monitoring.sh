@@ -3,17 +3,21 @@
 # Alertmanager or Grafana server is started):
 #   - promtool check config / check rules, promtool test rules on every test file;
 #   - every alert has a severity, a runbook (docs/runbooks/<alert>.md) and both a firing and
-#     a non-firing unit test; the scrape config has a job per Social Flow process;
+#     a non-firing unit test; the scrape config has a job per Social Flow process, and the
+#     blackbox job probes URLs through the exporter with a module blackbox.yml defines
+#     (checked by the exporter's own --config.check);
 #   - amtool check-config, the notification templates render, and every routing case of
 #     monitoring/alertmanager/route-tests.txt resolves to the receiver it names;
 #   - every Grafana dashboard: valid JSON, a unique stable uid, known datasources, defined
 #     variables and recording rules, and every PromQL expression parses (they are written
 #     into a throwaway rules file, Grafana variables substituted, for `promtool check rules`);
+#     every LogQL (Loki) query selects only on labels monitoring/alloy/config.alloy sends;
 #   - scripts/metrics_referenced.py runs.
 # Ends with "monitoring: N passed, M failed" and exits non-zero when anything failed.
 #
-# Needs promtool and amtool (Debian packages prometheus and prometheus-alertmanager, which
-# scripts/install-test-deps.sh installs) and python3 (standard library only).
+# Needs promtool, amtool and the blackbox exporter (Debian packages prometheus,
+# prometheus-alertmanager and prometheus-blackbox-exporter, which scripts/install-test-deps.sh
+# installs) and python3 (standard library only).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -190,8 +194,49 @@ for name, job in jobs.items():
     if not ((job.get("static_configs") or [{}])[0].get("labels") or {}).get("service"):
         problems.append(f"job {name} sets no service label")
 out(not problems, "scrape config: a job per process and exporter, each with a service label", "\n".join(problems))
+
+# Uptime: the blackbox job asks the exporter for each URL, with a module blackbox.yml
+# defines; its series keep `service` for the exporter (up{service="gateway"} counts gateway
+# processes only) and name the probed process in `probed_service`, which EndpointDown uses.
+problems = []
+job = jobs.get("blackbox")
+if not job:
+    problems.append("no job blackbox")
+else:
+    bb = mr.load_yaml(os.path.join(root, "monitoring/blackbox/blackbox.yml")) or {}
+    modules = set((bb.get("modules") or {}))
+    wanted = (job.get("params") or {}).get("module") or []
+    if job.get("metrics_path") != "/probe":
+        problems.append(f"metrics_path is {job.get('metrics_path')!r}, not /probe")
+    if not wanted or not set(wanted) <= modules:
+        problems.append(f"module {wanted} not in monitoring/blackbox/blackbox.yml ({sorted(modules)})")
+    relabels = job.get("relabel_configs") or []
+    if not any(r.get("target_label") == "__param_target" and r.get("source_labels") == ["__address__"] for r in relabels):
+        problems.append("the target URL is not passed as ?target=")
+    if not any(r.get("target_label") == "instance" and r.get("source_labels") == ["__param_target"] for r in relabels):
+        problems.append("instance is not the probed URL")
+    if not any(r.get("target_label") == "__address__" and r.get("replacement") == "blackbox-exporter:9115" for r in relabels):
+        problems.append("scrapes are not sent to blackbox-exporter:9115")
+    for sc in job.get("static_configs") or []:
+        labels = sc.get("labels") or {}
+        if labels.get("service") in processes or not labels.get("probed_service"):
+            problems.append(f"targets {sc.get('targets')}: service must be the exporter's and probed_service the process's ({labels})")
+        for t in sc.get("targets") or []:
+            if not re.match(r"^https?://", t):
+                problems.append(f"target {t} is not a URL")
+out(not problems, "scrape config: job blackbox probes URLs through blackbox-exporter:9115 with a defined module", "\n".join(problems))
 PY
 collect < "${TMP}/alerts.out"
+
+# The probe modules, with the exporter itself when it is installed (Debian package
+# prometheus-blackbox-exporter, which scripts/install-test-deps.sh installs for the drill).
+if command -v prometheus-blackbox-exporter >/dev/null 2>&1; then
+  check "prometheus-blackbox-exporter --config.check ${MON}/blackbox/blackbox.yml" \
+    prometheus-blackbox-exporter --config.check --config.file="${MON}/blackbox/blackbox.yml"
+else
+  fail "prometheus-blackbox-exporter --config.check ${MON}/blackbox/blackbox.yml" \
+    "prometheus-blackbox-exporter is not installed: run scripts/install-test-deps.sh"
+fi
 
 # --- Alertmanager -----------------------------------------------------------------------------
 AM_CONFIG="${AM}/alertmanager.yml"
@@ -250,8 +295,14 @@ VAR = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 
 provisioned = mr.load_yaml(os.path.join(root, "monitoring/grafana/provisioning/datasources/datasources.yml")) or {}
 ds_uids = {d.get("uid"): d.get("type") for d in provisioned.get("datasources") or []}
-out(set(ds_uids) >= {"prometheus", "jaeger"} and ds_uids.get("prometheus") == "prometheus" and ds_uids.get("jaeger") == "jaeger",
-    "datasources provisioned: Prometheus (uid prometheus) and Jaeger (uid jaeger)", f"found {ds_uids}")
+out(all(ds_uids.get(u) == u for u in ("prometheus", "jaeger", "loki")),
+    "datasources provisioned: Prometheus (uid prometheus), Jaeger (uid jaeger) and Loki (uid loki)", f"found {ds_uids}")
+# Logs: the labels the dashboards' LogQL selects on are the ones Alloy sends.
+try:
+    loki_labels = mr.alloy_loki_labels()
+except OSError as e:
+    loki_labels = set()
+    out(False, "monitoring/alloy/config.alloy readable", str(e))
 
 recorded = set()
 for path in mr.rule_files():
@@ -325,6 +376,15 @@ for path in sorted(glob.glob(os.path.join(root, "monitoring/grafana/dashboards/*
             problems.append(f"{where}: undefined variable ${name}")
             return "undefined"
         return VAR.sub(repl, expr)
+
+    for where, logql in mr.dashboard_log_queries(dash):
+        used, logql_problems = mr.logql_stream_labels(logql)
+        problems += [f"{where}: {x}" for x in logql_problems]
+        if used - loki_labels:
+            problems.append(f"{where}: selects on {sorted(used - loki_labels)}, which Alloy never sends (it sends {sorted(loki_labels)})")
+        for name in re.findall(r"\$\{?(\w+)", logql):
+            if name not in variables and name not in BUILTINS and name not in ("__auto",):
+                problems.append(f"{where}: undefined variable ${name}")
 
     rules = []
     queries = list(mr.dashboard_queries(dash))

@@ -2,6 +2,9 @@
 # Installs what scripts/check-deploy.py needs to check the deployment files:
 #   - docker-compose (Debian package): `docker-compose config` validates docker-compose.yml
 #     without a Docker engine
+#   - promtool and the blackbox exporter (Debian packages prometheus and
+#     prometheus-blackbox-exporter): `promtool check config` on the probe job, and the
+#     exporter's own --config.check on monitoring/blackbox/blackbox.yml
 #   - helm-sdkpy (PyPI): Helm's own Go library with Python bindings, for `helm lint` and for
 #     rendering the chart (no helm binary can be downloaded here). It declares Python >= 3.12
 #     but works on 3.11, hence --ignore-requires-python.
@@ -19,12 +22,18 @@ log() { printf '==> %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-if command -v docker-compose >/dev/null 2>&1; then
-  log "docker-compose present: $(command -v docker-compose)"
+apt_pkgs=()
+command -v docker-compose >/dev/null 2>&1 || apt_pkgs+=(docker-compose)
+command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || apt_pkgs+=(prometheus-blackbox-exporter)
+if [ "${#apt_pkgs[@]}" -eq 0 ]; then
+  log "docker-compose, promtool and prometheus-blackbox-exporter present"
 else
-  log "installing docker-compose (Debian package)"
+  log "installing ${apt_pkgs[*]} (Debian packages)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+  # The Prometheus packages start daemons where systemd runs; the checks only run the tools.
+  $SUDO systemctl stop prometheus prometheus-blackbox-exporter 2>/dev/null || true
 fi
 
 pip_install() {

@@ -343,6 +343,71 @@ def dashboard_queries(dash: dict):
             yield f"variable {v.get('name')}", q, "variable"
 
 
+def _is_loki(ds) -> bool:
+    if isinstance(ds, dict):
+        return ds.get("type") == "loki"
+    return isinstance(ds, str) and "loki" in ds.lower()
+
+
+def dashboard_log_queries(dash: dict):
+    """(where, LogQL expr) for every Loki query of a dashboard: not PromQL, so
+    dashboard_queries() leaves them out; scripts/check-monitoring.sh checks their labels."""
+    for p in all_panels(dash.get("panels")):
+        panel_ds = p.get("datasource")
+        for t in p.get("targets") or []:
+            if "expr" in t and _is_loki(t.get("datasource", panel_ds)):
+                yield f"panel {p.get('id')} \"{p.get('title', '')}\" target {t.get('refId')}", t["expr"]
+
+
+_STREAM_SELECTOR = re.compile(r"\{([^{}]*)\}")
+_MATCHER = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|`[^`]*`)\s*(?:,|$)""")
+
+
+def logql_stream_labels(expr: str) -> tuple[set[str], list[str]]:
+    """(label names, problems) of the stream selectors `{...}` of a LogQL expression; a
+    selector must hold at least one matcher that cannot match the empty value (Loki refuses
+    `{service=~".*"}` alone)."""
+    labels: set[str] = set()
+    problems: list[str] = []
+    # Grafana's ${...} variables (in a line filter: "${__trace.traceId}") are not selectors.
+    expr = re.sub(r"\$\{[^{}]*\}", "x", expr)
+    selectors = _STREAM_SELECTOR.findall(expr)
+    if not selectors:
+        problems.append("no stream selector {...}")
+    for body in selectors:
+        pos, nonempty = 0, False
+        while pos < len(body):
+            m = _MATCHER.match(body, pos)
+            if not m:
+                problems.append(f"cannot read the selector {{{body}}}")
+                break
+            name, op, value = m.group(1), m.group(2), m.group(3)[1:-1]
+            labels.add(name)
+            # A Grafana variable's value is not known here; `$service` stands for a name.
+            probe = re.sub(r"\$\{?\w+(?::\w+)?\}?", "x", value)
+            if (op == "=" and probe != "") or (op == "=~" and not re.fullmatch(probe, "")):
+                nonempty = True
+            pos = m.end()
+        if selectors and not nonempty:
+            problems.append(f"{{{body}}} has no matcher that excludes the empty value (Loki refuses it)")
+    return labels, problems
+
+
+ALLOY_CONFIG = os.path.join(ROOT, "monitoring", "alloy", "config.alloy")
+
+
+def alloy_loki_labels(path: str = ALLOY_CONFIG) -> set[str]:
+    """The Loki labels the Alloy config can send: the union of its stage.label_keep lists
+    (every loki.process ends with one, which scripts/check-deploy.py checks)."""
+    with open(path, encoding="utf-8") as f:
+        # `//` comments, but not inside strings ("unix:///var/run/docker.sock").
+        text = re.sub(r'("(?:[^"\\]|\\.)*")|//[^\n]*', lambda m: m.group(1) or "", f.read())
+    out: set[str] = set()
+    for values in re.findall(r"stage\.label_keep\s*\{\s*values\s*=\s*\[([^\]]*)\]", text):
+        out |= set(re.findall(r'"([^"]+)"', values))
+    return out
+
+
 _VAR_FUNC = re.compile(r"^\s*(label_values|query_result|label_names|metrics)\s*\((.*)\)\s*$", re.S)
 
 

@@ -2,7 +2,8 @@
 # What `make run` promises, checked on the real binaries: the stack comes up on its
 # documented ports, /health/detailed answers 200, seeded data is served, every process's
 # /metrics passes `promtool check metrics` and holds the RED metrics of the traffic just
-# sent, and SIGTERM stops everything with exit code 0.
+# sent, Grafana's derived field finds the trace_id of every line they logged, and SIGTERM
+# stops everything with exit code 0.
 #
 # Uses the fixed ports (8000, 9000-9004, 50051-50054, 9900): stop a running `make run` first.
 set -euo pipefail
@@ -86,7 +87,9 @@ if curl -fs http://127.0.0.1:9000/metrics | grep -E '[0-9a-f]{8}-[0-9a-f]{4}-[0-
 fi
 say "every process's /metrics passes promtool and has its RED metrics"
 
-say "probe paths/ports of compose, chart and Dockerfile, and the healthcheck subcommand"
+# --live also matches Grafana's log → trace link (the Loki datasource's derived field) against
+# the lines the processes just wrote to .run/logs: real lines, with this run's trace ids.
+say "probe paths/ports of compose, chart and Dockerfile, the healthcheck subcommand, and the derived field on .run/logs"
 python3 "${ROOT}/scripts/check-deploy.py" --live || fail "scripts/check-deploy.py --live"
 
 say "stopping the stack with SIGTERM"

@@ -6,6 +6,8 @@
     routes.py         what each kind of port serves, read from the Rust code
     static.py         Static: runs the offline checks in order (plus the code-model checks)
     compose.py        docker-compose.yml
+    observability.py  compose's log pipeline (Loki, Alloy) and uptime probes (blackbox exporter):
+                      pinned images, healthchecks, volumes, labels, datasources, the probe job
     dockerfile.py     deploy/docker/Dockerfile (parser, hadolint fallback, checks)
     helm.py           rendering and linting the chart with Helm's library (fake Kubernetes API)
     chart.py          the chart: lint, schema, render scenarios, ingress hops, monitoring, rules

@@ -1,5 +1,5 @@
 """The Helm chart as a whole: lint, values schema, rendering scenarios, the Ingress/trusted
-proxy hops rule, ServiceMonitor/PrometheusRule, the rules/ copy and NOTES.txt; and
+proxy hops rule, ServiceMonitor/PrometheusRule/Probe, the rules/ copy and NOTES.txt; and
 --sync-rules, which makes that copy."""
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class ChartChecks:
                 "a NetworkPolicy peer that admits everyone": {"networkPolicy": {"gateway": {"from": [{}]}}},
                 "OTLP endpoint without scheme": {"telemetry": {"otlpEndpoint": "jaeger:4317"}},
                 "port out of range": {"userService": {"ports": {"grpc": 70000, "admin": 9001}}},
+                "a blackbox prober with a scheme": {"metrics": {"probe": {"proberUrl": "http://blackbox:9115"}}},
+                "a probe target that is not a URL": {"metrics": {"probe": {"targets": ["api.example.com/health"]}}},
             }
             for what, override in bad.items():
                 if validator.is_valid(deep_merge(defaults, override)):
@@ -162,6 +164,60 @@ class ChartChecks:
                 p.append("ServiceMonitor/PrometheusRule rendered though disabled by default")
             return p
         self.r.run("helm: ServiceMonitor scrapes /metrics on admin ports; PrometheusRule holds exactly monitoring/prometheus/rules", monitoring)
+
+        def probe() -> list[str]:
+            """The chart's Probe is compose's blackbox job in a cluster: same job name, module,
+            path and labels (so EndpointDown and the dashboards fit both), public gateway
+            routes only; it needs the exporter's address."""
+            p = []
+            job = self.probe_job()
+            if not job:
+                return ["monitoring/prometheus/prometheus.yml has no probe job to compare with"]
+            job_labels = {k: v for sc in job.get("static_configs") or [] for k, v in (sc.get("labels") or {}).items()}
+            cases = {
+                "deploy/helm/examples/production.yaml": (self.rendered.get("deploy/helm/examples/production.yaml"), None),
+                "in-cluster default targets": (None, {"metrics": {"probe": {"enabled": True, "proberUrl": "bb.monitoring:9115"}}}),
+            }
+            for name, (objs, values) in cases.items():
+                if objs is None:
+                    objs, _ = helm_render(values)
+                probes = [o for o in objs or [] if o["kind"] == "Probe"]
+                if len(probes) != 1:
+                    p.append(f"{name}: {len(probes)} Probe objects rendered, expected 1")
+                    continue
+                spec = probes[0]["spec"]
+                static = (spec.get("targets") or {}).get("staticConfig") or {}
+                if spec.get("jobName") != job["job_name"]:
+                    p.append(f"{name}: jobName {spec.get('jobName')!r}, compose's job is {job['job_name']!r}")
+                if [spec.get("module")] != (job.get("params") or {}).get("module"):
+                    p.append(f"{name}: module {spec.get('module')!r}, compose's job uses {(job.get('params') or {}).get('module')}")
+                if (spec.get("prober") or {}).get("path") != job.get("metrics_path"):
+                    p.append(f"{name}: prober path {(spec.get('prober') or {}).get('path')!r}, not {job.get('metrics_path')!r}")
+                if static.get("labels") != job_labels:
+                    p.append(f"{name}: target labels {static.get('labels')}, compose's job has {job_labels}")
+                urls = static.get("static") or []
+                p += [f"{name}: {x}" for x in self.probe_paths_ok(urls)]
+                if name == "in-cluster default targets":
+                    gw = [o for o in objs if o["kind"] == "Service" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "gateway"][0]
+                    port = [pt["port"] for pt in gw["spec"]["ports"] if pt["name"] == "http"][0]
+                    host = f"{gw['metadata']['name']}.socialflow.svc:{port}"
+                    if not urls or any(not u.startswith(f"http://{host}/") for u in urls):
+                        p.append(f"{name}: targets {urls}, expected the gateway Service http://{host}/...")
+                else:
+                    gateway_url = (yaml.safe_load((ROOT / name).read_text()).get("links") or {}).get("gatewayUrl", "")
+                    if not urls or any(not u.startswith(gateway_url.rstrip("/") + "/") for u in urls):
+                        p.append(f"{name}: targets {urls}, expected URLs under links.gatewayUrl {gateway_url}")
+            if any(o["kind"] == "Probe" for o in self.rendered.get("default values") or []):
+                p.append("a Probe rendered though metrics.probe is off by default")
+            try:
+                helm_render({"metrics": {"probe": {"enabled": True}}})
+                p.append("renders with metrics.probe.enabled and no proberUrl")
+            except Exception as e:  # noqa: BLE001 - the failure is the expected outcome
+                if "metrics.probe.proberUrl" not in str(e):
+                    p.append(f"without a proberUrl it fails, but not naming metrics.probe.proberUrl: {str(e)[:300]}")
+            return p
+        self.r.run("helm: the Probe (metrics.probe) is compose's blackbox job in a cluster: job, module, labels, public "
+                   "gateway URLs; off by default, and refused without the exporter's address", probe)
 
         def rules_copy() -> list[str]:
             src = sorted(p.name for p in RULES_SRC.glob("*.yml"))

@@ -13,8 +13,8 @@ from .common import BINARIES, COMPOSE_FILE, ROOT, clean_env, duration_secs, mem_
 from .settings import deployment_problems, grpc_urls, required_env, shared_key_problems, type_problem
 
 # The services every compose profile must have, by role.
-OBSERVABILITY = ["jaeger", "prometheus", "alertmanager", "grafana", "node-exporter",
-                 "postgres-exporter", "redis-exporter"]
+OBSERVABILITY = ["jaeger", "prometheus", "alertmanager", "grafana", "loki", "alloy", "blackbox-exporter",
+                 "node-exporter", "postgres-exporter", "redis-exporter"]
 
 
 def compose_cmd() -> list[str] | None:
@@ -146,7 +146,8 @@ class ComposeChecks:
                 if not (svc.get("mem_limit") or ((svc.get("deploy") or {}).get("resources") or {}).get("limits")):
                     p.append(f"{name} has no memory limit")
             return p
-        self.r.run("compose: light = app + data stores (no profile), full adds Jaeger, Prometheus, Alertmanager, Grafana, exporters",
+        self.r.run("compose: light = app + data stores (no profile), full adds Jaeger, Prometheus, Alertmanager, Grafana, "
+                   "Loki, Alloy, exporters",
                    profiles)
 
         def s3_bucket() -> list[str]:
@@ -250,6 +251,8 @@ class ComposeChecks:
             cfg = yaml.safe_load(path.read_text())
             targets = {}
             for job in cfg.get("scrape_configs") or []:
+                if job.get("metrics_path") == "/probe":
+                    continue  # URLs for the blackbox exporter: observability_checks' probe check
                 for sc in job.get("static_configs") or []:
                     for t in sc.get("targets") or []:
                         host, _, port = t.rpartition(":")

@@ -121,6 +121,39 @@ class DocsChecks:
         self.r.run("docs: every command in docs/deploy.md is one the repo supports (make targets, scripts, files, profiles, targets, values, Secrets)",
                    check_commands)
 
+        def alloy_snippet() -> list[str]:
+            """The Alloy config for the cluster ("Logs in the cluster") sends the labels
+            compose's does, and selects pods by labels the chart really sets."""
+            from .observability import alloy_blocks, alloy_label_problems, alloy_strings, inner_blocks
+            snippets = re.findall(r"^```alloy\n(.*?)^```", text, re.S | re.M)
+            if not snippets:
+                return ["no ```alloy block"]
+            p = []
+            pod_labels: dict[str, set[str]] = {}
+            for o in self.rendered.get("default values") or []:
+                if o["kind"] == "Deployment":
+                    for k, v in o["spec"]["template"]["metadata"]["labels"].items():
+                        pod_labels.setdefault(k, set()).add(str(v))
+            for snippet in snippets:
+                blocks = alloy_blocks(snippet)
+                p += alloy_label_problems(blocks)
+                for n, _label, body in blocks:
+                    for sel in inner_blocks(body, "selectors") if n == "discovery.kubernetes" else []:
+                        for expr in alloy_strings(sel, "label"):
+                            key, _, value = expr.partition("=")
+                            if value not in pod_labels.get(key, set()):
+                                p.append(f"selects pods by {expr}, which the chart's pods do not carry")
+                    for rule in inner_blocks(body, "rule") if n == "discovery.relabel" else []:
+                        for src in alloy_strings(rule, "source_labels"):
+                            m = re.fullmatch(r"__meta_kubernetes_pod_label_(\w+)", src)
+                            if m and not any(re.sub(r"[^\w]", "_", k) == m.group(1) for k in pod_labels):
+                                p.append(f"reads the pod label {src}, which the chart does not set")
+            if not pod_labels:
+                p.append("the chart's default rendering is missing (helm checks failed)")
+            return p
+        self.r.run("docs: the Alloy config of \"Logs in the cluster\" sends only service, level, environment and "
+                   "selects pods by labels the chart sets", alloy_snippet)
+
         def readme() -> list[str]:
             readme = (ROOT / "README.md").read_text()
             return [] if "docs/deploy.md" in readme else ["README.md does not link docs/deploy.md"]

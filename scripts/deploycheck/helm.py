@@ -33,7 +33,8 @@ class FakeKube:
         "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
         "networking.k8s.io/v1": [("ingresses", "Ingress", True), ("networkpolicies", "NetworkPolicy", True)],
         "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor", True),
-                                     ("prometheusrules", "PrometheusRule", True)],
+                                     ("prometheusrules", "PrometheusRule", True),
+                                     ("probes", "Probe", True)],
     }
 
     def __init__(self, kube_version: str = "1.31.0") -> None:

@@ -1,9 +1,13 @@
 """--live: every probe path and port of compose, the chart and the Dockerfile, and the
-`healthcheck` subcommand, against the stack `make run` (scripts/dev-stack.sh) runs."""
+`healthcheck` subcommand, against the stack `make run` (scripts/dev-stack.sh) runs; and
+Grafana's log → trace link (the Loki datasource's derived field) against the log lines that
+stack wrote."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -186,6 +190,55 @@ class Live:
         code, _ = http_get(self.settings.port("user-service", "admin_port"), "/health/no-such-route")
         self.r.check("live: an unknown path answers 404 (probes are checked against real routes)", code == 404, f"answered {code}")
         self.healthcheck_subcommand()
+        self.log_lines()
+
+    def log_lines(self) -> None:
+        """The Loki datasource's derived field (monitoring/grafana/provisioning/datasources/)
+        against the real lines of .run/logs/<process>.log: it must find the trace_id of every
+        line that has one, and nothing in a line that has none. The labels Alloy takes from a
+        line (monitoring/alloy/config.alloy) must hold what the dashboards select on:
+        `service` the process name, `level` lowercase, `environment` set."""
+        log_dir = ROOT / ".run" / "logs"
+        doc = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/datasources.yml").read_text()) or {}
+        fields = [f for ds in doc.get("datasources") or [] if ds.get("type") == "loki"
+                  for f in (ds.get("jsonData") or {}).get("derivedFields") or []]
+        name = "live: the Loki datasource's derived-field regex finds the trace_id of every real log line (.run/logs)"
+        if not fields:
+            self.r.check(name, False, "no derived field in datasources.yml")
+            return
+        regex = re.compile(fields[0]["matcherRegex"])
+        problems, traced, levels = [], 0, set()
+        for binary in BINARIES:
+            path = log_dir / f"{binary}.log"
+            if not path.exists():
+                problems.append(f"{path.relative_to(ROOT)} missing (the stack of scripts/dev-stack.sh writes it)")
+                continue
+            for n, raw in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue  # a panic message or a tool's output: not ours to link
+                m = regex.search(raw)
+                want = line.get("trace_id")
+                if want:
+                    traced += 1
+                    if not m or m.group(1) != want:
+                        problems.append(f"{binary}.log:{n}: the regex finds {m.group(1) if m else None!r}, "
+                                        f"the line's trace_id is {want!r}")
+                elif m:
+                    problems.append(f"{binary}.log:{n}: no trace_id, yet the regex finds {m.group(1)!r}")
+                if line.get("service") != binary:
+                    problems.append(f"{binary}.log:{n}: service is {line.get('service')!r}, Alloy labels it {binary!r}")
+                levels.add(str(line.get("level")))
+                if not line.get("environment"):
+                    problems.append(f"{binary}.log:{n}: no environment field")
+        if not traced:
+            problems.append("no line with a trace_id: send traffic through the gateway first")
+        bad_levels = sorted(lv for lv in levels if lv not in ("trace", "debug", "info", "warn", "error"))
+        if bad_levels:
+            problems.append(f"levels {bad_levels}: the dashboards select level=\"error\" (lowercase)")
+        self.r.check(name + f" ({traced} lines with a trace_id), and their service and level are the labels "
+                     "the dashboards select on", not problems, "; ".join(problems[:8]))
 
     def healthcheck_subcommand(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SOCIALFLOW__SERVER__")}

@@ -28,6 +28,15 @@ class Routes:
             self.gateway_api = set(self.health)
         else:
             self.gateway_api = set()
+        # The REST routes a client may GET without credentials and without an id: what an
+        # uptime probe may ask for (crates/gateway/src/routes/mod.rs; /me needs a token).
+        api = (ROOT / "crates/gateway/src/routes/mod.rs").read_text()
+        scope = re.search(r'web::scope\("([^"]+)"\)', api)
+        self.gateway_public_get = {
+            (scope.group(1) if scope else "") + path
+            for path, methods in re.findall(r'resource!\("([^"]+)"((?:,\s*\w+\s*=>\s*[\w:]+)+)\)', api)
+            if re.search(r"\bget\s*=>", methods) and "{" not in path and path != "/me"
+        }
         service = (ROOT / "crates/platform/src/service.rs").read_text()
         self.grpc_health = "tonic_health::server::health_reporter" in service
         process = (ROOT / "crates/platform/src/process.rs").read_text()

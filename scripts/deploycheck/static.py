@@ -1,5 +1,5 @@
-"""The offline checks, in the order they report: the code model, compose, Dockerfile, Helm
-chart, docs."""
+"""The offline checks, in the order they report: the code model, compose, the log pipeline
+and uptime probes, Dockerfile, Helm chart, docs."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from .compose import ComposeChecks
 from .docs import DocsChecks
 from .dockerfile import DockerfileChecks
 from .netpol import NetworkPolicyChecks
+from .observability import ObservabilityChecks
 from .report import Report
 from .routes import Routes
 from .settings import EVERY_PROCESS_READS, Settings
 
 
-class Static(ComposeChecks, DockerfileChecks, ChartChecks, ChartObjectChecks, NetworkPolicyChecks, DocsChecks):
+class Static(ComposeChecks, ObservabilityChecks, DockerfileChecks, ChartChecks, ChartObjectChecks, NetworkPolicyChecks,
+             DocsChecks):
     """Each base class holds one area's checks; they share self.r (the Report), self.settings,
     self.routes, self.compose (what compose_checks read), self.rendered and self.notes (what
     helm_checks rendered)."""
@@ -50,6 +52,7 @@ class Static(ComposeChecks, DockerfileChecks, ChartChecks, ChartObjectChecks, Ne
             return
         self.code_model()
         self.compose_checks()
+        self.observability_checks()
         self.dockerfile_checks()
         self.helm_checks()
         self.docs_checks()
