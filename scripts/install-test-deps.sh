@@ -3,6 +3,10 @@
 #   - s3s-fs, an S3-compatible server (tests start one per test; `make run` one per stack)
 #   - Prometheus and Alertmanager (Debian packages `prometheus`, `prometheus-alertmanager`):
 #     promtool and amtool check the monitoring config and /metrics; the alert drill runs both
+#   - ffmpeg and ffprobe (Debian package `ffmpeg`): video-service's processing, and the
+#     upload tests' sample videos
+#   - the blackbox exporter (Debian package `prometheus-blackbox-exporter`): checks
+#     monitoring/blackbox/blackbox.yml, and the alert drill probes the gateway with it
 # Idempotent: anything already installed is left alone.
 set -euo pipefail
 
@@ -20,15 +24,18 @@ fi
 pkgs=()
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
 command -v amtool >/dev/null 2>&1 || pkgs+=(prometheus-alertmanager)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || pkgs+=(prometheus-blackbox-exporter)
+# video-service probes uploads and draws thumbnails with them; the upload tests make videos.
+{ command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || pkgs+=(ffmpeg)
 if [ "${#pkgs[@]}" -eq 0 ]; then
-  log "promtool and amtool present"
+  log "promtool, amtool and the blackbox exporter present"
 else
-  log "installing ${pkgs[*]} (Prometheus, promtool, Alertmanager, amtool)"
+  log "installing ${pkgs[*]} (Prometheus, promtool, Alertmanager, amtool, blackbox exporter)"
   SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   # The packages start daemons where systemd runs; the alert drill starts its own.
-  $SUDO systemctl stop prometheus prometheus-alertmanager 2>/dev/null || true
+  $SUDO systemctl stop prometheus prometheus-alertmanager prometheus-blackbox-exporter 2>/dev/null || true
 fi
 
 for tool in psql redis-cli curl python3; do

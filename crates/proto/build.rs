@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = out.join("descriptors.bin");
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // Upload chunks stay `Bytes` from the wire to the object store: no copy per chunk.
+    config.bytes([".socialflow.video.v1.UploadVideoRequest.chunk"]);
     // Messages the REST API serves as they are: serialised straight from the generated
     // types (times as RFC 3339, statuses as lowercase names), never re-declared field by
     // field in the gateway.
@@ -42,6 +44,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .field_attribute(
             ".socialflow.video.v1.Video.status",
             "#[serde(serialize_with = \"crate::serde_ext::video_status\")]",
+        )
+        .field_attribute(
+            ".socialflow.video.v1.Video.visibility",
+            "#[serde(serialize_with = \"crate::serde_ext::visibility\")]",
         )
         .compile_with_config(
             config,

@@ -66,6 +66,15 @@ pub struct RateLimitSettings {
     pub authenticated: Rate,
 }
 
+/// Video uploads through the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Largest video accepted, in bytes: a larger declared body is refused (413) before it
+    /// is read, and a stream that grows past it is cut off (413).
+    pub max_size_bytes: u64,
+}
+
 /// Daily and monthly active users.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +94,7 @@ pub struct Settings {
     pub s3: S3Settings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub uploads: UploadSettings,
     pub activity: ActivitySettings,
     pub telemetry: TelemetrySettings,
 }

@@ -269,6 +269,35 @@ impl FromRequest for Authenticated {
     }
 }
 
+/// A handler argument: the caller when signed in, nobody otherwise (an invalid token is
+/// still 401, never silently anonymous). For routes anyone may call whose answer depends
+/// on who asks (a private video is its owner's only).
+pub struct Viewer(pub Option<Uuid>);
+
+impl Viewer {
+    /// A gRPC request made on this caller's behalf (anonymous when nobody signed in).
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        match self.0 {
+            Some(id) => platform::identity::Caller::User(id).attach(message),
+            None => tonic::Request::new(message),
+        }
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let outcome = match req.extensions().get::<Caller>() {
+            Some(Caller::User(id)) => Ok(Self(Some(*id))),
+            Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
+            Some(Caller::Anonymous) | None => Ok(Self(None)),
+        };
+        std::future::ready(outcome)
+    }
+}
+
 /// Recomputes `daily_active_users` (today's HyperLogLog) and `monthly_active_users` (the
 /// union of the last 30 days) every `every`, until the process stops.
 pub fn spawn_activity_gauges(redis: RedisClient, keys: KeySpace, every: Duration) {

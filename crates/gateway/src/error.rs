@@ -60,6 +60,24 @@ impl ApiError {
     pub fn from_status(service: &str, status: &tonic::Status) -> Self {
         use tonic::Code;
         let passthrough = status.message().to_owned();
+        // Causes with HTTP statuses of their own, whatever gRPC code carries them.
+        match platform::grpc::reason(status).as_deref() {
+            Some("PAYLOAD_TOO_LARGE") => {
+                return Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    passthrough,
+                );
+            }
+            Some("UNSUPPORTED_MEDIA_TYPE") => {
+                return Self::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    passthrough,
+                );
+            }
+            _ => {}
+        }
         let (http, code, message) = match status.code() {
             Code::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument", passthrough),
             Code::FailedPrecondition => {

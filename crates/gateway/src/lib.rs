@@ -22,7 +22,7 @@ use platform::redis::{KeySpace, RedisClient};
 use telemetry::http::RequestTelemetry;
 
 pub use clients::Clients;
-pub use config::{HttpSettings, ServicesSettings, Settings};
+pub use config::{HttpSettings, ServicesSettings, Settings, UploadSettings};
 pub use error::ApiError;
 
 pub const SERVICE: &str = "gateway";
@@ -131,6 +131,7 @@ pub async fn run(
         &settings.grpc_client,
     )?);
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
+    let uploads = web::Data::new(settings.uploads.clone());
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;
     let admin = AdminServer::start(listeners.admin, health, None, settings.server.profiling)?;
@@ -145,6 +146,7 @@ pub async fn run(
             .wrap(from_fn(canonical::canonicalize))
             .app_data(edge.clone())
             .app_data(clients.clone())
+            .app_data(uploads.clone())
             .app_data(health_data.clone())
             .app_data(error::extractors::json_config(max_body))
             .app_data(error::extractors::path_config())

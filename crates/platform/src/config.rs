@@ -117,8 +117,13 @@ pub struct ServerSettings {
     pub profiling: bool,
     /// gRPC services: concurrent RPCs one connection may have in flight; more wait.
     pub grpc_concurrency_per_connection: usize,
-    /// gRPC services: longest an RPC may run before it is cancelled, in milliseconds.
+    /// gRPC services: longest an RPC may run before it is answered DEADLINE_EXCEEDED, in
+    /// milliseconds.
     pub grpc_request_timeout_ms: u64,
+    /// gRPC services: RPCs that may run longer (or must run shorter) than that, e.g.
+    /// streamed uploads.
+    #[serde(default)]
+    pub grpc_request_timeouts: Vec<RpcTimeout>,
     /// gRPC services: largest request message accepted, in bytes (larger: RESOURCE_EXHAUSTED).
     pub grpc_max_message_bytes: usize,
 }
@@ -130,6 +135,18 @@ impl ServerSettings {
 
     pub fn grpc_request_timeout(&self) -> Duration {
         Duration::from_millis(self.grpc_request_timeout_ms)
+    }
+
+    /// The longest `rpc` (`/package.Service/Method`) may run.
+    pub fn grpc_request_timeout_of(&self, path: &str) -> Duration {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        self.grpc_request_timeouts
+            .iter()
+            .find(|t| t.rpc == path)
+            .map_or_else(
+                || self.grpc_request_timeout(),
+                |t| Duration::from_millis(t.ms),
+            )
     }
 }
 

@@ -82,7 +82,10 @@ pub fn bind(host: &str, port: u16, key: &str) -> std::io::Result<std::net::TcpLi
 }
 
 /// The server stack every service uses.
-pub type ServerStack = Stack<FaultLayer, Stack<IdentityLayer, Stack<GrpcServerLayer, Identity>>>;
+pub type ServerStack = Stack<
+    FaultLayer,
+    Stack<IdentityLayer, Stack<ServerDeadlineLayer, Stack<GrpcServerLayer, Identity>>>,
+>;
 
 /// `Server::builder()` with the bounds and layers every service uses. Order matters:
 /// telemetry is outermost so refused calls and injected faults are measured and traced
@@ -95,10 +98,94 @@ pub fn server(
     Server::builder()
         // More calls on one connection wait for a slot instead of piling up.
         .concurrency_limit_per_connection(settings.grpc_concurrency_per_connection)
-        .timeout(settings.grpc_request_timeout())
         .layer(GrpcServerLayer::new(known_rpcs()))
+        // Per RPC, not tonic's one server-wide timeout: an upload may take an hour.
+        .layer(ServerDeadlineLayer {
+            settings: Arc::new(settings.clone()),
+        })
         .layer(IdentityLayer::new(identity))
         .layer(FaultLayer::new(faults))
+}
+
+/// Answers DEADLINE_EXCEEDED to an RPC that runs past its limit (`server.grpc_request_timeout_ms`,
+/// or its entry in `server.grpc_request_timeouts`), or past the caller's `grpc-timeout` if
+/// that is sooner.
+#[derive(Debug, Clone)]
+pub struct ServerDeadlineLayer {
+    settings: Arc<ServerSettings>,
+}
+
+impl<S> tower::Layer<S> for ServerDeadlineLayer {
+    type Service = ServerDeadline<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerDeadline {
+            inner,
+            settings: Arc::clone(&self.settings),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerDeadline<S> {
+    inner: S,
+    settings: Arc<ServerSettings>,
+}
+
+/// A `grpc-timeout` value (`<digits><unit>`), as a duration.
+fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for ServerDeadline<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let mut inner = telemetry::grpc::take_ready(&mut self.inner);
+        let limit = self.settings.grpc_request_timeout_of(req.uri().path());
+        let deadline = req
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(parse_grpc_timeout)
+            .map_or(limit, |asked| asked.min(limit));
+        let fut = inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, fut).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    deadline.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
 }
 
 /// Serves until `shutdown` resolves, then: readiness and gRPC health turn NOT_SERVING, the
@@ -316,4 +403,21 @@ impl From<crate::pagination::InvalidPage> for tonic::Status {
     fn from(e: crate::pagination::InvalidPage) -> Self {
         invalid_field(e.field, e.message)
     }
+}
+
+/// A status with a `google.rpc.ErrorInfo` `reason`: a stable, machine-readable cause the
+/// caller can switch on (the gateway turns some into HTTP statuses of their own).
+pub fn with_reason(code: tonic::Code, message: impl Into<String>, reason: &str) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, "socialflow", std::collections::HashMap::new()),
+    )
+}
+
+/// The `ErrorInfo` reason a status carries, if any.
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
 }

@@ -47,7 +47,8 @@ pub fn client(settings: &S3Settings) -> S3Client {
     S3Client::from_conf(config.build())
 }
 
-fn s3_span(operation: &'static str, bucket: &str) -> tracing::Span {
+/// The client span of one S3 call.
+pub fn s3_span(operation: &'static str, bucket: &str) -> tracing::Span {
     tracing::info_span!(
         "s3.call",
         otel.name = %format!("S3.{operation}"),

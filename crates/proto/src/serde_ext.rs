@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 use serde::Serializer;
 
-use crate::video::v1::VideoStatus;
+use crate::video::v1::{VideoStatus, Visibility};
 
 /// A `google.protobuf.Timestamp` of a `DateTime`.
 pub fn to_timestamp(t: DateTime<Utc>) -> Timestamp {
@@ -38,9 +38,26 @@ pub fn video_status<S: Serializer>(status: &i32, s: S) -> Result<S::Ok, S::Error
 pub fn video_status_name(status: VideoStatus) -> &'static str {
     match status {
         VideoStatus::Unspecified => "unspecified",
+        VideoStatus::Uploaded => "uploaded",
         VideoStatus::Processing => "processing",
-        VideoStatus::Published => "published",
+        VideoStatus::Ready => "ready",
         VideoStatus::Failed => "failed",
+    }
+}
+
+/// A visibility as its lowercase name (`public`).
+pub fn visibility<S: Serializer>(visibility: &i32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(visibility_name(
+        Visibility::try_from(*visibility).unwrap_or(Visibility::Unspecified),
+    ))
+}
+
+pub fn visibility_name(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Unspecified => "unspecified",
+        Visibility::Public => "public",
+        Visibility::Unlisted => "unlisted",
+        Visibility::Private => "private",
     }
 }
 
@@ -56,11 +73,13 @@ mod tests {
         assert_eq!(from_timestamp(&to_timestamp(t)), Some(t));
         let video = crate::video::v1::Video {
             created_at: Some(to_timestamp(t)),
-            status: VideoStatus::Published as i32,
+            status: VideoStatus::Ready as i32,
+            visibility: Visibility::Unlisted as i32,
             ..Default::default()
         };
         let json = serde_json::to_value(&video).expect("json");
         assert_eq!(json["created_at"], "2026-11-29T22:38:52.123456Z");
-        assert_eq!(json["status"], "published");
+        assert_eq!(json["status"], "ready");
+        assert_eq!(json["visibility"], "unlisted");
     }
 }

@@ -163,3 +163,22 @@ where
 pub fn service_info() -> Option<&'static ServiceInfo> {
     INITIALISED.get()
 }
+
+/// The W3C `traceparent` of the current span, to resume its trace later (a queued job).
+pub fn current_traceparent() -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let mut carrier = std::collections::HashMap::new();
+    propagation::inject(&tracing::Span::current().context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of the span a `traceparent` names (one saved with
+/// [`current_traceparent`]), so work done later joins the trace that asked for it.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    if let Err(e) = span.set_parent(propagation::extract(&carrier)) {
+        tracing::debug!(error = %e, "could not continue the trace");
+    }
+}

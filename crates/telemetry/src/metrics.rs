@@ -44,6 +44,16 @@ pub const VIDEO_VIEWS_TOTAL: &str = "video_views_total";
 pub const POST_LIKES_TOTAL: &str = "post_likes_total";
 /// Label: content_type.
 pub const CONTENT_UPLOADS_TOTAL: &str = "content_uploads_total";
+/// Bytes of each completed video upload.
+pub const VIDEO_UPLOAD_SIZE_BYTES: &str = "video_upload_size_bytes";
+/// Label: status (as `video_uploads_total`).
+pub const VIDEO_UPLOAD_DURATION_SECONDS: &str = "video_upload_duration_seconds";
+/// Label: outcome (`ready`, `retry`, `failed`).
+pub const VIDEO_PROCESSING_DURATION_SECONDS: &str = "video_processing_duration_seconds";
+/// Label: outcome (`ready`, `retry`, `failed`).
+pub const VIDEO_PROCESSING_ATTEMPTS_TOTAL: &str = "video_processing_attempts_total";
+/// Label: state (`ready`, `leased`, `dead`).
+pub const VIDEO_PROCESSING_JOBS: &str = "video_processing_jobs";
 /// Labels: currency, source.
 pub const REVENUE_TOTAL: &str = "revenue_total";
 /// Labels: plan_id, currency.
@@ -93,6 +103,10 @@ pub const SIZE_BUCKETS: &[f64] = &[
 pub const ENGAGEMENT_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
 ];
+/// Media work (seconds): 100 ms to an hour (uploads and processing of large files).
+pub const MEDIA_DURATION_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
+];
 /// Performance scores: 0..=100.
 pub const SCORE_BUCKETS: &[f64] = &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
 
@@ -115,6 +129,18 @@ pub(crate) fn install(info: &ServiceInfo) {
                 b.set_buckets_for_metric(
                     Matcher::Full(CONTENT_PERFORMANCE_SCORE.into()),
                     SCORE_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(VIDEO_UPLOAD_DURATION_SECONDS.into()),
+                    MEDIA_DURATION_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(VIDEO_PROCESSING_DURATION_SECONDS.into()),
+                    MEDIA_DURATION_BUCKETS,
                 )
             })
             // Anything else that is a histogram still renders as one, never as a summary.
@@ -226,6 +252,29 @@ fn describe() {
     describe_counter!(VIDEO_VIEWS_TOTAL, "Video views recorded.");
     describe_counter!(POST_LIKES_TOTAL, "Likes given.");
     describe_counter!(CONTENT_UPLOADS_TOTAL, "Content uploads, by content type.");
+    describe_histogram!(
+        VIDEO_UPLOAD_SIZE_BYTES,
+        Unit::Bytes,
+        "Size of each completed video upload."
+    );
+    describe_histogram!(
+        VIDEO_UPLOAD_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time from the first byte of a video upload to its answer, by outcome status."
+    );
+    describe_histogram!(
+        VIDEO_PROCESSING_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time one processing attempt of a video took, by outcome."
+    );
+    describe_counter!(
+        VIDEO_PROCESSING_ATTEMPTS_TOTAL,
+        "Video processing attempts, by outcome (ready, retry, failed)."
+    );
+    describe_gauge!(
+        VIDEO_PROCESSING_JOBS,
+        "Video processing jobs by state: ready (waiting), leased (running), dead (out of attempts)."
+    );
     describe_counter!(
         REVENUE_TOTAL,
         "Revenue in the smallest currency unit, by currency and source."

@@ -437,6 +437,42 @@ impl TestApp {
             .expect("insert stats");
     }
 
+    /// A client of this app's object store, to look at what a test left in the bucket.
+    pub fn s3_client(&self) -> platform::s3::S3Client {
+        platform::s3::client(&platform::config::S3Settings {
+            endpoint: self.s3.endpoint(),
+            region: "us-east-1".to_owned(),
+            bucket: self.bucket.clone(),
+            access_key: s3::ACCESS_KEY.to_owned(),
+            secret_key: s3::SECRET_KEY.to_owned().into(),
+            timeout_ms: 5_000,
+        })
+    }
+
+    /// Every object key in the app's bucket, and how many multipart uploads are still open.
+    pub async fn bucket_contents(&self) -> (Vec<String>, usize) {
+        let client = self.s3_client();
+        let objects = client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("list objects");
+        let keys = objects
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        // s3s-fs does not list multipart uploads; it keeps each open one as a
+        // `.upload-<id>.json` file beside the buckets.
+        let open = std::fs::read_dir(self.s3.root())
+            .expect("s3s-fs root")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+            .count();
+        (keys, open)
+    }
+
     /// Asks one process to shut down and waits until it has drained.
     pub async fn stop_service(&mut self, name: ServiceName) -> anyhow::Result<()> {
         let running = self.running.get_mut(&name).expect("known service");

@@ -51,6 +51,11 @@ impl S3Server {
         panic!("s3s-fs did not start listening on port {port}");
     }
 
+    /// Where the server keeps its buckets and its open multipart uploads.
+    pub fn root(&self) -> &std::path::Path {
+        self._root.path()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

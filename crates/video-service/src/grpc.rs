@@ -1,36 +1,54 @@
-//! The tonic service: translation between protobuf and the store, nothing else.
+//! The tonic adapter: parses protobuf into domain types, calls one use case, converts the
+//! answer back. No rule lives here.
 
+use futures::StreamExt;
 use platform::grpc::TracedChannel;
+use platform::identity::Caller;
+use platform::pagination::{Cursor, parse_request};
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
 use proto::serde_ext::to_timestamp;
+use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::video_service_server::VideoService;
 use proto::video::v1::{
-    GetVideoRequest, GetVideoResponse, ListVideosRequest, ListVideosResponse, Video as VideoMsg,
-    VideoStatus as StatusMsg,
+    GetVideoRequest, GetVideoResponse, ListUserVideosRequest, ListVideosRequest,
+    ListVideosResponse, UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
+    VideoStatus as StatusMsg, Visibility as VisibilityMsg,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::domain::VideoStatus;
-use crate::store::{Store, Video};
-use platform::pagination::parse_request;
+use crate::app::{UploadRequest, VideoView, Videos};
+use crate::domain::{Description, InvalidField, Title, VideoStatus, Visibility};
+use crate::error::VideoError;
+use crate::store::Video;
+
+type Answer<T> = Result<Response<T>, Status>;
 
 pub struct VideoApi {
-    store: Store,
+    videos: Videos,
     engagement: EngagementServiceClient<TracedChannel>,
 }
 
 impl VideoApi {
-    pub fn new(store: Store, engagement: TracedChannel) -> Self {
+    pub fn new(videos: Videos, engagement: TracedChannel) -> Self {
         Self {
-            store,
+            videos,
             engagement: EngagementServiceClient::new(engagement),
         }
     }
 }
 
-fn to_message(v: Video) -> VideoMsg {
+fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, VideoError> {
+    Uuid::parse_str(raw)
+        .map_err(|_| InvalidField::new(field, format!("must be a UUID, got `{raw}`")).into())
+}
+
+fn to_message(view: VideoView) -> VideoMsg {
+    let VideoView {
+        video,
+        thumbnail_url,
+    } = view;
     let Video {
         id,
         owner_id,
@@ -38,13 +56,27 @@ fn to_message(v: Video) -> VideoMsg {
         description,
         duration_seconds,
         status,
+        visibility,
+        failure_reason,
+        size_bytes,
+        width,
+        height,
+        codec,
+        object_key: _,
+        thumbnail_key: _,
         tags,
         created_at,
-    } = v;
+    } = video;
     let status = match status {
+        VideoStatus::Uploaded => StatusMsg::Uploaded,
         VideoStatus::Processing => StatusMsg::Processing,
-        VideoStatus::Published => StatusMsg::Published,
+        VideoStatus::Ready => StatusMsg::Ready,
         VideoStatus::Failed => StatusMsg::Failed,
+    };
+    let visibility = match visibility {
+        Visibility::Public => VisibilityMsg::Public,
+        Visibility::Unlisted => VisibilityMsg::Unlisted,
+        Visibility::Private => VisibilityMsg::Private,
     };
     VideoMsg {
         id: id.to_string(),
@@ -55,28 +87,63 @@ fn to_message(v: Video) -> VideoMsg {
         status: status as i32,
         created_at: Some(to_timestamp(created_at)),
         tags,
+        visibility: visibility as i32,
+        failure_reason,
+        size_bytes,
+        width,
+        height,
+        codec,
+        thumbnail_url,
     }
+}
+
+fn page(videos: Vec<VideoView>, next: Option<Cursor>) -> ListVideosResponse {
+    ListVideosResponse {
+        videos: videos.into_iter().map(to_message).collect(),
+        next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+    }
+}
+
+fn upload_request(metadata: UploadMetadata) -> Result<UploadRequest, VideoError> {
+    let UploadMetadata {
+        title,
+        description,
+        visibility,
+        declared_size,
+        file_name: _,
+    } = metadata;
+    let visibility = match VisibilityMsg::try_from(visibility) {
+        Ok(VisibilityMsg::Unspecified | VisibilityMsg::Public) => Visibility::Public,
+        Ok(VisibilityMsg::Unlisted) => Visibility::Unlisted,
+        Ok(VisibilityMsg::Private) => Visibility::Private,
+        Err(_) => {
+            return Err(
+                InvalidField::new("visibility", "must be public, unlisted or private").into(),
+            );
+        }
+    };
+    Ok(UploadRequest {
+        title: Title::parse(&title)?,
+        description: Description::parse(&description)?,
+        visibility,
+        declared_size,
+    })
 }
 
 #[tonic::async_trait]
 impl VideoService for VideoApi {
-    async fn get_video(
-        &self,
-        request: Request<GetVideoRequest>,
-    ) -> Result<Response<GetVideoResponse>, Status> {
-        let raw = &request.get_ref().id;
-        let id = Uuid::parse_str(raw).map_err(|_| {
-            platform::grpc::invalid_field("id", format!("id must be a UUID, got `{raw}`"))
-        })?;
+    async fn get_video(&self, request: Request<GetVideoRequest>) -> Answer<GetVideoResponse> {
+        let caller = Caller::of(&request).user_id();
+        let id = parse_id("id", &request.get_ref().id)?;
         // The row and the counts are independent: ask for both at once.
         let mut engagement = self.engagement.clone();
         let (video, counts) = tokio::join!(
-            self.store.video(id),
+            self.videos.video(caller, id),
             engagement.get_video_stats(GetVideoStatsRequest {
                 video_id: id.to_string(),
             })
         );
-        let video = video?.ok_or_else(|| Status::not_found(format!("no video with id {id}")))?;
+        let video = video?;
         // Counts are secondary: when engagement-service is down the video is still shown,
         // without them, rather than failing the whole page.
         let stats = match counts {
@@ -92,16 +159,65 @@ impl VideoService for VideoApi {
         }))
     }
 
-    async fn list_videos(
+    async fn list_videos(&self, request: Request<ListVideosRequest>) -> Answer<ListVideosResponse> {
+        let ListVideosRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let (size, cursor) = parse_request(page_size, &page_token).map_err(VideoError::from)?;
+        let (videos, next) = self.videos.public_page(size, cursor).await?;
+        Ok(Response::new(page(videos, next)))
+    }
+
+    async fn list_user_videos(
         &self,
-        request: Request<ListVideosRequest>,
-    ) -> Result<Response<ListVideosResponse>, Status> {
-        let request = request.into_inner();
-        let (size, cursor) = parse_request(request.page_size, &request.page_token)?;
-        let (videos, next) = self.store.published_page(size, cursor).await?;
-        Ok(Response::new(ListVideosResponse {
-            videos: videos.into_iter().map(to_message).collect(),
-            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+        request: Request<ListUserVideosRequest>,
+    ) -> Answer<ListVideosResponse> {
+        let caller = Caller::of(&request).user_id();
+        let ListUserVideosRequest {
+            owner_id,
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let owner = parse_id("owner_id", &owner_id)?;
+        let (size, cursor) = parse_request(page_size, &page_token).map_err(VideoError::from)?;
+        let (videos, next) = self.videos.owner_page(caller, owner, size, cursor).await?;
+        Ok(Response::new(page(videos, next)))
+    }
+
+    async fn upload_video(
+        &self,
+        request: Request<Streaming<UploadVideoRequest>>,
+    ) -> Answer<UploadVideoResponse> {
+        let owner = Caller::require_user(&request)?;
+        let mut stream = request.into_inner();
+        let metadata = match stream.next().await {
+            Some(Ok(UploadVideoRequest {
+                part: Some(Part::Metadata(metadata)),
+            })) => metadata,
+            Some(Ok(_)) | None => {
+                return Err(VideoError::from(InvalidField::new(
+                    "metadata",
+                    "an upload starts with its metadata",
+                ))
+                .into());
+            }
+            Some(Err(status)) => return Err(status),
+        };
+        let upload = upload_request(metadata)?;
+        // The rest of the stream is the file; a second metadata message is a broken client.
+        let chunks = stream.map(|message| match message {
+            Ok(UploadVideoRequest {
+                part: Some(Part::Chunk(bytes)),
+            }) => Ok(bytes),
+            Ok(_) => Err("the metadata came twice".to_owned()),
+            Err(status) => Err(status.message().to_owned()),
+        });
+        let uploaded = self.videos.upload(owner, upload, Box::pin(chunks)).await?;
+        Ok(Response::new(UploadVideoResponse {
+            video_id: uploaded.video_id.to_string(),
+            status: StatusMsg::Uploaded as i32,
+            job_id: uploaded.job_id.to_string(),
         }))
     }
 }

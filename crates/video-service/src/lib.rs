@@ -1,8 +1,12 @@
 //! video-service: video metadata (schema `videos`) and the bucket holding the files; asks
 //! engagement-service for counts.
 
+mod app;
 mod domain;
+mod error;
 mod grpc;
+mod objects;
+mod processing;
 mod store;
 
 use platform::config::{GrpcClientSettings, InternalAuthSettings, S3Settings};
@@ -10,6 +14,43 @@ use platform::health::Probe;
 use platform::service::{Parts, Shared};
 use proto::video::v1::video_service_server::VideoServiceServer;
 use serde::Deserialize;
+
+/// Uploads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSettings {
+    /// Largest video accepted, in bytes (413 beyond it, checked against the declared length
+    /// and while streaming).
+    pub max_size_bytes: u64,
+}
+
+/// The processing queue and its workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingSettings {
+    /// Workers processing videos at once in this process.
+    pub workers: usize,
+    /// How long a claimed job is held before another worker may take it, in seconds.
+    pub lease_secs: i64,
+    /// Attempts before a job is dead and its video `failed`.
+    pub max_attempts: i32,
+    /// How often an idle worker looks for a job, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// The first retry's delay, doubled per attempt (jittered, at most 5 minutes), in ms.
+    pub retry_base_ms: u64,
+    /// The `ffprobe` binary.
+    pub ffprobe: String,
+    /// The `ffmpeg` binary.
+    pub ffmpeg: String,
+}
+
+/// Links handed to readers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackSettings {
+    /// How long presigned playback and thumbnail URLs work, in seconds.
+    pub url_ttl_secs: u64,
+}
 
 /// Where engagement-service listens.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,9 +67,15 @@ platform::grpc_service! {
         s3: S3Settings,
         engagement: EngagementSettings,
         grpc_client: GrpcClientSettings,
+        uploads: UploadSettings,
+        processing: ProcessingSettings,
+        playback: PlaybackSettings,
         auth: InternalAuthSettings,
     },
-    migrations [(1, "videos", include_str!("../migrations/0001_videos.sql"))]
+    migrations [
+        (1, "videos", include_str!("../migrations/0001_videos.sql")),
+        (2, "uploads_and_jobs", include_str!("../migrations/0002_uploads_and_jobs.sql")),
+    ]
 }
 
 async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
@@ -53,17 +100,28 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
         }
     });
 
-    let api = grpc::VideoApi::new(store::Store(shared.db.clone()), engagement);
+    let store = store::Store(shared.db.clone());
+    let objects = objects::Objects::new(s3.clone(), settings.s3.bucket.clone());
+    let videos = app::Videos::new(
+        store.clone(),
+        objects.clone(),
+        settings.uploads.clone(),
+        settings.processing.clone(),
+        settings.playback.clone(),
+    );
+    let api = grpc::VideoApi::new(videos, engagement);
     let max = shared.max_message_bytes();
-    Ok(
-        Parts::grpc(VideoServiceServer::new(api).max_decoding_message_size(max))
-            .with_dependency(
-                "s3",
-                Probe::S3 {
-                    client: s3,
-                    bucket: settings.s3.bucket.clone(),
-                },
-            )
-            .with_dependency("engagement-service", Probe::Grpc(engagement_health)),
-    )
+    let mut parts = Parts::grpc(VideoServiceServer::new(api).max_decoding_message_size(max));
+    for worker in processing::workers(store, objects, settings.processing.clone()) {
+        parts = parts.with_worker(worker);
+    }
+    Ok(parts
+        .with_dependency(
+            "s3",
+            Probe::S3 {
+                client: s3,
+                bucket: settings.s3.bucket.clone(),
+            },
+        )
+        .with_dependency("engagement-service", Probe::Grpc(engagement_health)))
 }

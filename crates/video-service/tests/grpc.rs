@@ -36,7 +36,7 @@ async fn video_service_refuses_bad_ids_page_sizes_and_tokens() {
         .expect_err("bad id");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(
-        err.message().starts_with("id must be a UUID"),
+        err.message().starts_with("id: must be a UUID"),
         "{}",
         err.message()
     );

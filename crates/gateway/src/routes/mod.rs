@@ -43,7 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(resource!("/users/{id}/follow", put => users::follow, delete => users::unfollow))
             .service(resource!("/users/{id}/followers", get => users::followers))
             .service(resource!("/users/{id}/following", get => users::following))
-            .service(resource!("/videos", get => videos::list_videos))
+            .service(resource!("/users/{id}/videos", get => videos::list_user_videos))
+            .service(resource!("/videos", get => videos::list_videos, post => videos::upload_video))
             .service(resource!("/videos/{id}", get => videos::get_video))
             .service(resource!("/videos/{id}/stats", get => videos::get_video_stats))
             .service(resource!("/subscriptions/plans", get => plans::list_plans)),

@@ -1,12 +1,22 @@
-use actix_web::{HttpResponse, web};
+use actix_multipart::{Field, Multipart};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
 use proto::common::v1::VideoStats;
 use proto::engagement::v1::GetVideoStatsRequest;
-use proto::video::v1::{GetVideoRequest, ListVideosRequest, Video};
+use proto::video::v1::upload_video_request::Part;
+use proto::video::v1::{
+    GetVideoRequest, ListUserVideosRequest, ListVideosRequest, ListVideosResponse, UploadMetadata,
+    UploadVideoRequest, UploadVideoResponse, Video, Visibility,
+};
 use serde::Serialize;
 
 use super::{PageParams, parse_id};
-use crate::Clients;
+use crate::edge::{Authenticated, Viewer};
 use crate::error::ApiError;
+use crate::{Clients, UploadSettings};
+
+const VIDEOS: &str = "video-service";
 
 #[derive(Debug, Serialize)]
 struct VideoWithStats {
@@ -22,6 +32,19 @@ struct VideoPage {
     next_cursor: Option<String>,
 }
 
+impl From<ListVideosResponse> for VideoPage {
+    fn from(reply: ListVideosResponse) -> Self {
+        let ListVideosResponse {
+            videos,
+            next_page_token,
+        } = reply;
+        Self {
+            videos,
+            next_cursor: Some(next_page_token).filter(|t| !t.is_empty()),
+        }
+    }
+}
+
 pub async fn list_videos(
     clients: web::Data<Clients>,
     params: web::Query<PageParams>,
@@ -35,15 +58,36 @@ pub async fn list_videos(
             page_token,
         })
         .await
-        .map_err(|s| super::page_error("video-service", &s))?
+        .map_err(|s| super::page_error(VIDEOS, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(VideoPage {
-        videos: reply.videos,
-        next_cursor: Some(reply.next_page_token).filter(|t| !t.is_empty()),
-    }))
+    Ok(HttpResponse::Ok().json(VideoPage::from(reply)))
+}
+
+/// `GET /users/{id}/videos`: all of them to their owner, the ready public ones to others.
+pub async fn list_user_videos(
+    viewer: Viewer,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+    params: web::Query<PageParams>,
+) -> Result<HttpResponse, ApiError> {
+    let owner = parse_id("id", &path)?;
+    let (page_size, page_token) = params.into_inner().into_request()?;
+    let reply = clients
+        .videos
+        .clone()
+        .list_user_videos(viewer.request(ListUserVideosRequest {
+            owner_id: owner.to_string(),
+            page_size,
+            page_token,
+        }))
+        .await
+        .map_err(|s| super::page_error(VIDEOS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(VideoPage::from(reply)))
 }
 
 pub async fn get_video(
+    viewer: Viewer,
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -51,7 +95,7 @@ pub async fn get_video(
     let reply = clients
         .videos
         .clone()
-        .get_video(GetVideoRequest { id: id.to_string() })
+        .get_video(viewer.request(GetVideoRequest { id: id.to_string() }))
         .await
         .map_err(|s| ApiError::from_status("video-service", &s))?
         .into_inner();
@@ -79,4 +123,162 @@ pub async fn get_video_stats(
         .map_err(|s| ApiError::from_status("engagement-service", &s))?
         .into_inner();
     Ok(HttpResponse::Ok().json(reply.stats.unwrap_or_default()))
+}
+
+/// Bytes a multipart body adds around the file (boundaries, part headers, the text fields).
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the file is larger than {max} bytes"),
+    )
+}
+
+fn bad_multipart(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("invalid multipart body: {e}"))
+}
+
+/// A text field, at most `max` bytes of UTF-8.
+async fn text_field(field: &mut Field, name: &str, max: usize) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        bytes.extend_from_slice(&chunk.map_err(bad_multipart)?);
+        if bytes.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "{name} must be at most {max} bytes"
+            )));
+        }
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::bad_request(format!("{name} must be UTF-8")))
+}
+
+/// `POST /videos`: `multipart/form-data` with `title`, optional `description` and
+/// `visibility`, then `file`. The file is streamed to video-service as it arrives (a few
+/// chunks in flight at most), never held whole.
+pub async fn upload_video(
+    me: Authenticated,
+    req: HttpRequest,
+    clients: web::Data<Clients>,
+    limits: web::Data<UploadSettings>,
+    mut form: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let max = limits.max_size_bytes;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max.saturating_add(MULTIPART_OVERHEAD)) {
+        return Err(too_large(max));
+    }
+    let mut metadata = UploadMetadata {
+        visibility: Visibility::Public as i32,
+        declared_size: 0,
+        ..UploadMetadata::default()
+    };
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(bad_multipart)?;
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "title" => metadata.title = text_field(&mut field, "title", 1024).await?,
+            "description" => {
+                metadata.description = text_field(&mut field, "description", 32 * 1024).await?;
+            }
+            "visibility" => {
+                let raw = text_field(&mut field, "visibility", 32).await?;
+                metadata.visibility = match raw.as_str() {
+                    "public" => Visibility::Public,
+                    "unlisted" => Visibility::Unlisted,
+                    "private" => Visibility::Private,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "visibility must be public, unlisted or private, got `{raw}`"
+                        )));
+                    }
+                } as i32;
+            }
+            "file" => {
+                metadata.file_name = field
+                    .content_disposition()
+                    .and_then(|d| d.get_filename())
+                    .unwrap_or_default()
+                    .chars()
+                    .take(255)
+                    .collect();
+                metadata.declared_size = declared.unwrap_or(0).saturating_sub(MULTIPART_OVERHEAD);
+                let uploaded = stream_file(&me, &clients, metadata, field, max).await?;
+                let UploadVideoResponse {
+                    video_id,
+                    status: _,
+                    job_id,
+                } = uploaded;
+                return Ok(HttpResponse::Accepted()
+                    .insert_header(("Location", format!("/api/v1/videos/{video_id}")))
+                    .json(serde_json::json!({
+                        "video_id": video_id,
+                        "status": "uploaded",
+                        "job_id": job_id,
+                    })));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field `{other}`: expected title, description, visibility and file"
+                )));
+            }
+        }
+    }
+    Err(ApiError::bad_request(
+        "file is required (send it after title, description and visibility)",
+    ))
+}
+
+/// Streams `file` to video-service behind `metadata`. Past `max` bytes, or when the client
+/// goes away, the call is dropped: video-service sees its stream fail and aborts the upload.
+async fn stream_file(
+    me: &Authenticated,
+    clients: &Clients,
+    metadata: UploadMetadata,
+    mut file: Field,
+    max: u64,
+) -> Result<UploadVideoResponse, ApiError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<UploadVideoRequest>(4);
+    let first = UploadVideoRequest {
+        part: Some(Part::Metadata(metadata)),
+    };
+    tx.send(first)
+        .await
+        .map_err(|_| ApiError::unavailable("the upload could not start"))?;
+    let mut videos = clients.videos.clone();
+    let call = videos.upload_video(me.request(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    tokio::pin!(call);
+    let feed = async move {
+        let mut sent: u64 = 0;
+        while let Some(chunk) = file.next().await {
+            let chunk = chunk.map_err(bad_multipart)?;
+            sent += chunk.len() as u64;
+            if sent > max {
+                return Err(too_large(max));
+            }
+            let message = UploadVideoRequest {
+                part: Some(Part::Chunk(chunk)),
+            };
+            if tx.send(message).await.is_err() {
+                // video-service answered already (a refusal): that answer is the one.
+                break;
+            }
+        }
+        Ok(())
+    };
+    let answer = tokio::select! {
+        fed = feed => {
+            fed?;
+            call.await
+        }
+        answer = &mut call => answer,
+    };
+    answer
+        .map(tonic::Response::into_inner)
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))
 }

@@ -36,7 +36,7 @@ async fn metrics_text(app: &TestApp, name: ServiceName) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_injected_error_fails_the_rpc_is_measured_and_is_turned_off_again() {
     let app = TestApp::spawn().await;
-    let id = app.insert_video("Drill", "published").await;
+    let id = app.insert_video("Drill", "ready").await;
 
     let on = put_fault(
         &app,
@@ -182,7 +182,7 @@ async fn an_rpc_past_its_configured_deadline_ends_and_the_page_is_served_without
         .engagement_delay(Duration::from_secs(4))
         .spawn()
         .await;
-    let video_id = app.insert_video("Late counts", "published").await;
+    let video_id = app.insert_video("Late counts", "ready").await;
     app.set_video_stats(video_id, 7, 3).await;
     let response = app.get(&format!("/api/v1/videos/{video_id}")).await;
     assert_eq!(response.status(), 200);

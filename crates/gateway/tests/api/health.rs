@@ -107,7 +107,7 @@ async fn detailed_health_names_a_stopped_service() {
     assert_eq!(unhealthy(&body), ["engagement-service"], "{body}");
 
     // A video is still served, without its counts.
-    let id = app.insert_video("Counts unavailable", "published").await;
+    let id = app.insert_video("Counts unavailable", "ready").await;
     let response = app.get(&format!("/api/v1/videos/{id}")).await;
     assert_eq!(response.status(), 200);
     let video: Value = response.json().await.expect("json");

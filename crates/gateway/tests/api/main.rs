@@ -14,3 +14,4 @@ mod security;
 mod shutdown;
 mod support;
 mod tracing;
+mod videos;

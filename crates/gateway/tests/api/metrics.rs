@@ -11,7 +11,7 @@ fn looks_like_uuid(value: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_process_exposes_valid_red_metrics_with_route_templates_and_buckets() {
     let app = TestApp::spawn().await;
-    let id = app.insert_video("Metered", "published").await;
+    let id = app.insert_video("Metered", "ready").await;
     assert_eq!(app.get(&format!("/api/v1/videos/{id}")).await.status(), 200);
     assert_eq!(
         app.get(&format!("/api/v1/videos/{}", uuid::Uuid::new_v4()))

@@ -4,7 +4,7 @@ use testkit::TestApp;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_comes_with_its_counts_from_engagement_service() {
     let app = TestApp::spawn().await;
-    let id = app.insert_video("Sunset timelapse", "published").await;
+    let id = app.insert_video("Sunset timelapse", "ready").await;
     app.set_video_stats(id, 1200, 85).await;
 
     let response = app.get(&format!("/api/v1/videos/{id}")).await;
@@ -37,7 +37,7 @@ async fn the_feed_pages_through_published_videos_newest_first() {
     let app = TestApp::spawn().await;
     let mut published = Vec::new();
     for i in 0..5 {
-        published.push(app.insert_video(&format!("video {i}"), "published").await);
+        published.push(app.insert_video(&format!("video {i}"), "ready").await);
     }
     app.insert_video("still processing", "processing").await;
 

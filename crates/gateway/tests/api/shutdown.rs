@@ -57,7 +57,7 @@ async fn sigterm_lets_a_slow_request_finish_turns_readiness_503_and_exits_0() {
         .engagement_delay(Duration::from_millis(700))
         .spawn()
         .await;
-    let video_id = app.insert_video("Slow", "published").await;
+    let video_id = app.insert_video("Slow", "ready").await;
     app.set_video_stats(video_id, 7, 3).await;
     let (port, admin_port) = (free_port(), free_port());
     let mut gateway = spawn_gateway(&app, port, admin_port);

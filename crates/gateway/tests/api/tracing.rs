@@ -19,7 +19,7 @@ async fn one_trace_follows_a_video_request_through_gateway_video_and_engagement(
         .env("SOCIALFLOW__TELEMETRY__TRUST_CLIENT_TRACE", "true")
         .spawn()
         .await;
-    let video_id = app.insert_video("Traced", "published").await;
+    let video_id = app.insert_video("Traced", "ready").await;
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
     let client_span = "00f067aa0ba902b7";
 
@@ -101,7 +101,7 @@ async fn one_trace_follows_a_video_request_through_gateway_video_and_engagement(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_client_traceparent_is_only_linked_and_starts_no_trace_of_ours() {
     let app = TestApp::spawn().await;
-    let video_id = app.insert_video("Linked", "published").await;
+    let video_id = app.insert_video("Linked", "ready").await;
     let client_trace = uuid::Uuid::new_v4().simple().to_string();
     let client_span = "00f067aa0ba902b7";
     let response = app

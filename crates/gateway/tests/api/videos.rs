@@ -1,0 +1,426 @@
+//! Video uploads end to end: streamed through the gateway into the bucket, recorded with
+//! their processing job in one transaction, processed by the worker (ffprobe, ffmpeg) into
+//! `ready`, traced as the design document names it; and refused cleanly, leaving nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use testkit::{CapturedSpan, TestApp};
+
+use crate::support::{access_token, expect_error, metric, register};
+
+/// A real video: `seconds` of ffmpeg's test pattern, 320x240, MPEG-4 in MP4.
+fn sample_video(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("sample.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=duration={seconds}:size=320x240:rate=25"))
+        .args(["-pix_fmt", "yuv420p", "-c:v", "mpeg4"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is needed for this test; scripts/install-test-deps.sh installs it");
+    assert!(status.success(), "ffmpeg made no sample video");
+    path
+}
+
+/// `POST /api/v1/videos` as `token` (none: anonymous) with `file` under `name`.
+async fn upload(
+    app: &TestApp,
+    token: Option<&str>,
+    title: &str,
+    visibility: &str,
+    name: &str,
+    file: Vec<u8>,
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("title", title.to_owned())
+        .text("description", "made by a test".to_owned())
+        .text("visibility", visibility.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
+        );
+    let mut request = app
+        .http
+        .post(format!("{}/api/v1/videos", app.gateway_url()))
+        .multipart(form);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("gateway answers")
+}
+
+/// Polls the video until its status is one of `done` (30 s at most).
+async fn wait_for_status(app: &TestApp, token: &str, id: &str, done: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = app
+            .http
+            .get(format!("{}/api/v1/videos/{id}", app.gateway_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("json");
+        if done.iter().any(|s| body["status"] == *s) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the video never got to {done:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn rows(app: &TestApp, table: &str) -> i64 {
+    app.db
+        .connect()
+        .await
+        .query_one(&format!("SELECT count(*) FROM videos.{table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_video_is_stored_traced_processed_and_ready() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = std::fs::read(sample_video(dir.path(), 2)).expect("sample");
+    let digest = Sha256::digest(&bytes).to_vec();
+
+    let response = upload(
+        &app,
+        Some(&token),
+        "Test pattern",
+        "public",
+        "a.mp4",
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("json");
+    let id = body["video_id"].as_str().expect("video_id").to_owned();
+    assert_eq!(body["status"], "uploaded", "{body}");
+    assert!(
+        body["job_id"]
+            .as_str()
+            .is_some_and(|j| uuid::Uuid::parse_str(j).is_ok()),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&app, r#"video_uploads_total{status="success"}"#).await,
+        1.0
+    );
+
+    let video = wait_for_status(&app, &token, &id, &["ready", "failed"]).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["duration_seconds"], 2, "{video}");
+    assert_eq!(
+        (video["width"].clone(), video["height"].clone()),
+        (320.into(), 240.into())
+    );
+    assert_eq!(video["codec"], "mpeg4", "{video}");
+    assert_eq!(video["size_bytes"], bytes.len(), "{video}");
+    assert_eq!(video["visibility"], "public");
+    assert_eq!(video["owner_id"], ann.id.as_str());
+    let thumbnail = app
+        .http
+        .get(
+            video["thumbnail_url"]
+                .as_str()
+                .expect("thumbnail_url when ready"),
+        )
+        .send()
+        .await
+        .expect("the thumbnail link works");
+    assert_eq!(thumbnail.status(), 200);
+    let jpeg = thumbnail.bytes().await.expect("thumbnail");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+
+    // The object is the file, byte for byte.
+    let key: String = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT object_key FROM videos.videos WHERE id = $1",
+            &[&uuid::Uuid::parse_str(&id).expect("id")],
+        )
+        .await
+        .expect("row")
+        .get(0);
+    let object = app
+        .s3_client()
+        .get_object()
+        .bucket(&app.bucket)
+        .key(&key)
+        .send()
+        .await
+        .expect("the object")
+        .body
+        .collect()
+        .await
+        .expect("object bytes")
+        .into_bytes();
+    assert_eq!(Sha256::digest(&object).to_vec(), digest);
+
+    // One trace: the upload's spans as the design document names them, and the processing.
+    let spans = testkit::telemetry()
+        .wait_for_spans(Duration::from_secs(15), |spans| {
+            spans
+                .iter()
+                .any(|s| s.name == "process_video" && s.attr("video_id") == Some(id.as_str()))
+        })
+        .await;
+    let upload_span = spans
+        .iter()
+        .find(|s| s.name == "video_upload" && s.attr("video_id") == Some(id.as_str()))
+        .expect("a video_upload span");
+    assert_eq!(upload_span.attr("user_id"), Some(ann.id.as_str()));
+    assert_eq!(upload_span.attr("file_type"), Some("video/mp4"));
+    let server = spans
+        .iter()
+        .find(|s| s.span_id == upload_span.parent_span_id)
+        .expect("the upload span's parent");
+    assert_eq!(server.kind, CapturedSpan::SERVER);
+    assert_eq!(server.name, "socialflow.video.v1.VideoService/UploadVideo");
+    for child in ["s3_upload", "db_create_video", "queue_processing"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == child && s.parent_span_id == upload_span.span_id)
+            .unwrap_or_else(|| panic!("no {child} under video_upload"));
+        assert_eq!(span.trace_id, upload_span.trace_id);
+    }
+    let processing = spans
+        .iter()
+        .find(|s| s.name == "process_video" && s.attr("video_id") == Some(id.as_str()))
+        .expect("a process_video span");
+    assert_eq!(
+        processing.trace_id, upload_span.trace_id,
+        "processing joins the upload's trace"
+    );
+
+    let line = crate::support::wait_for_log("video_ready", |l| {
+        l["event_type"] == "video_ready" && l["video_id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(line["event_category"], "content");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_uploads_leave_nothing_in_the_bucket_or_the_database() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__UPLOADS__MAX_SIZE_BYTES", "20000")
+        .spawn()
+        .await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let video = std::fs::read(sample_video(dir.path(), 3)).expect("sample");
+    assert!(
+        video.len() > 20_000,
+        "the sample is over the limit: {}",
+        video.len()
+    );
+
+    expect_error(
+        upload(
+            &app,
+            None,
+            "Anonymous",
+            "public",
+            "a.mp4",
+            video[..1000].to_vec(),
+        )
+        .await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_error(
+        upload(
+            &app,
+            Some(&token),
+            "Too big",
+            "public",
+            "a.mp4",
+            video.clone(),
+        )
+        .await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    // Without a length up front, the limit is enforced while streaming: the multipart
+    // upload already begun in the bucket is aborted.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        video.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Streamed too big")
+        .part(
+            "file",
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(futures::stream::iter(
+                chunks,
+            )))
+            .file_name("big.mp4"),
+        );
+    let response = app
+        .http
+        .post(format!("{}/api/v1/videos", app.gateway_url()))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("gateway answers");
+    expect_error(response, 413, "payload_too_large").await;
+    let text = b"this is a text file, whatever its name says\n".repeat(20);
+    expect_error(
+        upload(
+            &app,
+            Some(&token),
+            "Not a video",
+            "public",
+            "clip.mp4",
+            text,
+        )
+        .await,
+        415,
+        "unsupported_media_type",
+    )
+    .await;
+    expect_error(
+        upload(
+            &app,
+            Some(&token),
+            "",
+            "public",
+            "a.mp4",
+            video[..1000].to_vec(),
+        )
+        .await,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect_error(
+        upload(
+            &app,
+            Some(&token),
+            "Odd",
+            "secret",
+            "a.mp4",
+            video[..1000].to_vec(),
+        )
+        .await,
+        400,
+        "invalid_argument",
+    )
+    .await;
+
+    assert_eq!(rows(&app, "videos").await, 0);
+    assert_eq!(rows(&app, "jobs").await, 0);
+    // video-service aborts once it sees the stream fail: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (keys, open_uploads) = loop {
+        let contents = app.bucket_contents().await;
+        if contents.1 == 0 || Instant::now() > deadline {
+            break contents;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(keys.is_empty(), "objects left behind: {keys:?}");
+    assert_eq!(open_uploads, 0, "multipart uploads left open");
+    assert!(metric(&app, r#"video_uploads_total{status="rejected"}"#).await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_decodable_ends_failed_with_the_reason_and_is_not_retried() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    // An MP4 signature in front of noise: accepted by type, undecodable.
+    let mut bytes = vec![0, 0, 0, 0x18];
+    bytes.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2");
+    bytes.extend(std::iter::repeat_n(0x5a, 4096));
+    let response = upload(&app, Some(&token), "Broken", "private", "broken.mp4", bytes).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("json");
+    let id = body["video_id"].as_str().expect("video_id").to_owned();
+
+    let video = wait_for_status(&app, &token, &id, &["ready", "failed"]).await;
+    assert_eq!(video["status"], "failed", "{video}");
+    assert!(
+        video["failure_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("decod")),
+        "{video}"
+    );
+    let attempts: i32 = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT attempts FROM videos.jobs WHERE video_id = $1",
+            &[&uuid::Uuid::parse_str(&id).expect("id")],
+        )
+        .await
+        .expect("job")
+        .get(0);
+    assert_eq!(attempts, 1, "a file that cannot be decoded is not retried");
+
+    // Private: its owner sees it, nobody else does.
+    let bob = register(&app, "bob").await;
+    let bobs = access_token(&app, &bob).await;
+    let response = app
+        .http
+        .get(format!("{}/api/v1/videos/{id}", app.gateway_url()))
+        .bearer_auth(&bobs)
+        .send()
+        .await
+        .expect("gateway answers");
+    expect_error(response, 404, "not_found").await;
+    expect_error(
+        app.get(&format!("/api/v1/videos/{id}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+    let mine: Value = app
+        .http
+        .get(format!(
+            "{}/api/v1/users/{}/videos",
+            app.gateway_url(),
+            ann.id
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("gateway answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        mine["videos"][0]["id"],
+        id.as_str(),
+        "the owner lists it: {mine}"
+    );
+    let theirs: Value = app
+        .get(&format!("/api/v1/users/{}/videos", ann.id))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        theirs["videos"],
+        serde_json::json!([]),
+        "others do not: {theirs}"
+    );
+}

@@ -1,0 +1,267 @@
+//! video-service's use cases: typed arguments in (domain types, the caller's id), domain
+//! values or a [`VideoError`] out. No protobuf here; `grpc.rs` translates.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use platform::pagination::{Cursor, PageSize};
+use telemetry::events::Category;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::domain::{Container, Description, SNIFF_BYTES, Title, Visibility, may_see};
+use crate::error::VideoError;
+use crate::objects::{Objects, PutError};
+use crate::store::{NewVideo, Store, Video};
+use crate::{PlaybackSettings, ProcessingSettings, UploadSettings};
+
+/// A video as its reader sees it: the row, and a link to its thumbnail once it is ready.
+#[derive(Debug, Clone)]
+pub struct VideoView {
+    pub video: Video,
+    pub thumbnail_url: Option<String>,
+}
+
+/// A new upload's metadata, every field valid.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub title: Title,
+    pub description: Description,
+    pub visibility: Visibility,
+    /// What the client says it sends; 0 when it does not say.
+    pub declared_size: u64,
+}
+
+/// An upload that completed: the video is `uploaded`, its processing queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Uploaded {
+    pub video_id: Uuid,
+    pub job_id: Uuid,
+}
+
+pub struct Videos {
+    store: Store,
+    objects: Objects,
+    uploads: UploadSettings,
+    processing: ProcessingSettings,
+    playback: PlaybackSettings,
+}
+
+impl Videos {
+    pub fn new(
+        store: Store,
+        objects: Objects,
+        uploads: UploadSettings,
+        processing: ProcessingSettings,
+        playback: PlaybackSettings,
+    ) -> Self {
+        Self {
+            store,
+            objects,
+            uploads,
+            processing,
+            playback,
+        }
+    }
+
+    /// A video the caller may see.
+    pub async fn video(&self, caller: Option<Uuid>, id: Uuid) -> Result<VideoView, VideoError> {
+        let video = self
+            .store
+            .video(id)
+            .await?
+            .filter(|v| may_see(v.visibility, v.owner_id, caller))
+            .ok_or(VideoError::NotFound(id))?;
+        Ok(self.view(video).await)
+    }
+
+    /// Ready public videos, newest first.
+    pub async fn public_page(
+        &self,
+        size: PageSize,
+        cursor: Option<Cursor>,
+    ) -> Result<(Vec<VideoView>, Option<Cursor>), VideoError> {
+        let (videos, next) = self.store.public_page(size, cursor).await?;
+        Ok((self.views(videos).await, next))
+    }
+
+    /// `owner`'s videos: all of them to the owner, the ready public ones to anyone else.
+    pub async fn owner_page(
+        &self,
+        caller: Option<Uuid>,
+        owner: Uuid,
+        size: PageSize,
+        cursor: Option<Cursor>,
+    ) -> Result<(Vec<VideoView>, Option<Cursor>), VideoError> {
+        let everything = caller == Some(owner);
+        let (videos, next) = self
+            .store
+            .owner_page(owner, everything, size, cursor)
+            .await?;
+        Ok((self.views(videos).await, next))
+    }
+
+    async fn views(&self, videos: Vec<Video>) -> Vec<VideoView> {
+        let mut views = Vec::with_capacity(videos.len());
+        for video in videos {
+            views.push(self.view(video).await);
+        }
+        views
+    }
+
+    /// Presigning is local (a signature, no request): cheap enough per item.
+    async fn view(&self, video: Video) -> VideoView {
+        let thumbnail_url = match &video.thumbnail_key {
+            Some(key) => self
+                .objects
+                .presigned_get(key, self.playback_ttl())
+                .await
+                .map(|(url, _)| url)
+                .map_err(|e| tracing::warn!(error = %e, "thumbnail URL not signed"))
+                .ok(),
+            None => None,
+        };
+        VideoView {
+            video,
+            thumbnail_url,
+        }
+    }
+
+    fn playback_ttl(&self) -> Duration {
+        Duration::from_secs(self.playback.url_ttl_secs)
+    }
+
+    /// Streams a video into the bucket, then records it and queues its processing in one
+    /// transaction. Whatever fails, nothing is left behind: the multipart upload is
+    /// aborted, or the object deleted when the database refuses the row.
+    pub async fn upload<S>(
+        &self,
+        owner: Uuid,
+        request: UploadRequest,
+        chunks: S,
+    ) -> Result<Uploaded, VideoError>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Unpin,
+    {
+        let started = Instant::now();
+        let video_id = Uuid::now_v7();
+        let span = tracing::info_span!(
+            "video_upload",
+            user_id = %owner,
+            file_size = request.declared_size,
+            file_type = tracing::field::Empty,
+            video_id = %video_id,
+        );
+        let result = self
+            .store_upload(owner, video_id, &request, chunks)
+            .instrument(span)
+            .await;
+        let status = match &result {
+            Ok(_) => "success",
+            Err(
+                VideoError::TooLarge { .. }
+                | VideoError::NotAVideo
+                | VideoError::Invalid(_)
+                | VideoError::Interrupted(_),
+            ) => "rejected",
+            Err(_) => "failed",
+        };
+        metrics::counter!(telemetry::metrics::VIDEO_UPLOADS_TOTAL, "status" => status).increment(1);
+        metrics::histogram!(
+            telemetry::metrics::VIDEO_UPLOAD_DURATION_SECONDS,
+            "status" => status
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn store_upload<S>(
+        &self,
+        owner: Uuid,
+        video_id: Uuid,
+        request: &UploadRequest,
+        mut chunks: S,
+    ) -> Result<Uploaded, VideoError>
+    where
+        S: Stream<Item = Result<Bytes, String>> + Unpin,
+    {
+        let max = self.uploads.max_size_bytes;
+        if request.declared_size > max {
+            return Err(VideoError::TooLarge { max });
+        }
+        // The type is decided by the first bytes, before anything is stored.
+        let mut head = BytesMut::new();
+        while head.len() < SNIFF_BYTES {
+            match chunks.next().await {
+                Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(VideoError::Interrupted(e)),
+                None => break,
+            }
+        }
+        let container = Container::sniff(&head).ok_or(VideoError::NotAVideo)?;
+        tracing::Span::current().record("file_type", container.mime_type());
+
+        let key = format!("videos/{video_id}.{}", container.extension());
+        let s3 = tracing::info_span!(
+            "s3_upload",
+            s3_key = %key,
+            s3_bucket = %self.objects.bucket(),
+            part_count = tracing::field::Empty,
+        );
+        let stored = self
+            .objects
+            .put_stream(&key, container.mime_type(), head.freeze(), chunks, max)
+            .instrument(s3.clone())
+            .await
+            .map_err(|e| match e {
+                PutError::TooLarge { max } => VideoError::TooLarge { max },
+                PutError::Interrupted(e) => VideoError::Interrupted(e),
+                PutError::Storage(e) => VideoError::Storage(e),
+            })?;
+        s3.record("part_count", stored.parts);
+
+        let job_id = Uuid::now_v7();
+        let recorded = self
+            .store
+            .create_video_with_job(
+                &NewVideo {
+                    id: video_id,
+                    owner_id: owner,
+                    title: request.title.as_str(),
+                    description: request.description.as_str(),
+                    visibility: request.visibility,
+                    object_key: &key,
+                    content_type: container.mime_type(),
+                    size_bytes: stored.size_bytes,
+                    sha256: &stored.sha256,
+                },
+                job_id,
+                self.processing.max_attempts,
+                telemetry::current_traceparent().as_deref(),
+            )
+            .await;
+        if let Err(e) = recorded {
+            // No row references the object: remove it (the sweep would, later).
+            if let Err(delete) = self.objects.delete(&key).await {
+                tracing::warn!(%key, error = %delete, "orphaned object not deleted");
+            }
+            return Err(e.into());
+        }
+        metrics::counter!(
+            telemetry::metrics::CONTENT_UPLOADS_TOTAL,
+            "content_type" => "video"
+        )
+        .increment(1);
+        metrics::histogram!(telemetry::metrics::VIDEO_UPLOAD_SIZE_BYTES)
+            .record(stored.size_bytes as f64);
+        telemetry::business_event!(
+            Category::Content,
+            "video_uploaded",
+            user_id = %owner,
+            video_id = %video_id,
+            size_bytes = stored.size_bytes
+        );
+        Ok(Uploaded { video_id, job_id })
+    }
+}
