@@ -40,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .type_attribute(".socialflow.user.v1.Profile", serialize)
         .field_attribute(".socialflow.user.v1.Profile.created_at", timestamp)
         .type_attribute(".socialflow.video.v1.Video", serialize)
+        .type_attribute(".socialflow.video.v1.Playback", serialize)
+        .field_attribute(".socialflow.video.v1.Playback.expires_at", timestamp)
         .field_attribute(".socialflow.video.v1.Video.created_at", timestamp)
         .field_attribute(
             ".socialflow.video.v1.Video.status",

@@ -1,7 +1,10 @@
 //! The tonic service: translation between protobuf and the store, nothing else.
 
+use platform::identity::Caller;
 use proto::engagement::v1::engagement_service_server::EngagementService;
-use proto::engagement::v1::{GetVideoStatsRequest, GetVideoStatsResponse};
+use proto::engagement::v1::{
+    DeleteVideoStatsRequest, DeleteVideoStatsResponse, GetVideoStatsRequest, GetVideoStatsResponse,
+};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
@@ -36,5 +39,20 @@ impl EngagementService for EngagementApi {
             video_id: video_id.to_string(),
             stats: Some(proto::common::v1::VideoStats { views, likes }),
         }))
+    }
+
+    async fn delete_video_stats(
+        &self,
+        request: Request<DeleteVideoStatsRequest>,
+    ) -> Result<Response<DeleteVideoStatsResponse>, Status> {
+        // Videos belong to video-service: only it says when one is gone.
+        if !Caller::issued_by(&request, "video-service") {
+            return Err(Status::permission_denied(
+                "only video-service may delete a video's counts",
+            ));
+        }
+        let video_id = parse_uuid("video_id", &request.get_ref().video_id)?;
+        self.store.delete_video_stats(video_id).await?;
+        Ok(Response::new(DeleteVideoStatsResponse {}))
     }
 }

@@ -32,4 +32,17 @@ impl Store {
             }),
         )
     }
+
+    /// Forgets a video's counts; nothing to forget is fine.
+    pub async fn delete_video_stats(&self, video_id: Uuid) -> Result<(), DbError> {
+        self.0
+            .execute(
+                "DELETE",
+                "engagement.video_stats",
+                "DELETE FROM engagement.video_stats WHERE video_id = $1",
+                &[&video_id],
+            )
+            .await?;
+        Ok(())
+    }
 }

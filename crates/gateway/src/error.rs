@@ -69,6 +69,9 @@ impl ApiError {
                     passthrough,
                 );
             }
+            Some("VIDEO_NOT_READY") => {
+                return Self::new(StatusCode::CONFLICT, "not_ready", passthrough);
+            }
             Some("UNSUPPORTED_MEDIA_TYPE") => {
                 return Self::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,

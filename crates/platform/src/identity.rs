@@ -48,6 +48,15 @@ impl Caller {
         }
     }
 
+    /// Whether `request` came from the process `service` (the token's issuer): for RPCs
+    /// only another service may call.
+    pub fn issued_by<T>(request: &tonic::Request<T>, service: &str) -> bool {
+        request
+            .extensions()
+            .get::<Issuer>()
+            .is_some_and(|issuer| issuer.0 == service)
+    }
+
     /// The caller of `request`, as [`IdentityLayer`] verified it.
     pub fn of<T>(request: &tonic::Request<T>) -> Self {
         request
@@ -72,6 +81,10 @@ impl Caller {
         request
     }
 }
+
+/// The process that signed a verified internal token (`gateway`, `video-service`...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer(pub String);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct InternalClaims {
@@ -133,6 +146,11 @@ impl IdentityKey {
 
     /// The caller a token proves, or why it proves nothing.
     pub fn verify(&self, token: &str) -> Result<Caller, &'static str> {
+        self.verify_issued(token).map(|(caller, _)| caller)
+    }
+
+    /// The caller a token proves and the process that signed it.
+    pub fn verify_issued(&self, token: &str) -> Result<(Caller, Issuer), &'static str> {
         let claims: InternalClaims = jwt::verify(&self.secret, token, Utc::now().timestamp())
             .map_err(|e| match e {
                 jwt::JwtError::Expired => "the internal identity token has expired",
@@ -141,7 +159,10 @@ impl IdentityKey {
         if claims.aud != AUDIENCE {
             return Err("the internal identity token is invalid");
         }
-        Ok(claims.sub.map_or(Caller::Anonymous, Caller::User))
+        Ok((
+            claims.sub.map_or(Caller::Anonymous, Caller::User),
+            Issuer(claims.iss),
+        ))
     }
 }
 
@@ -205,9 +226,9 @@ where
                 v.to_str()
                     .map_err(|_| "the internal identity token is invalid")
             })
-            .and_then(|token| self.key.verify(token));
-        let caller = match verdict {
-            Ok(caller) => caller,
+            .and_then(|token| self.key.verify_issued(token));
+        let (caller, issuer) = match verdict {
+            Ok(verified) => verified,
             Err(why) => {
                 // Runs inside the telemetry layer's span: the refusal is measured and logged.
                 tracing::warn!(reason = why, "call refused: no valid internal identity");
@@ -216,6 +237,7 @@ where
             }
         };
         req.extensions_mut().insert(caller);
+        req.extensions_mut().insert(issuer);
         let fut = inner.call(req);
         Box::pin(async move {
             // Inside the request's context and span (the telemetry layer scopes this future).

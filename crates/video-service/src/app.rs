@@ -10,7 +10,11 @@ use telemetry::events::Category;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::domain::{Container, Description, SNIFF_BYTES, Title, Visibility, may_see};
+use chrono::{DateTime, Utc};
+use proto::common::v1::VideoStats;
+
+use crate::counts::Counts;
+use crate::domain::{Container, Description, SNIFF_BYTES, Title, VideoStatus, Visibility, may_see};
 use crate::error::VideoError;
 use crate::objects::{Objects, PutError};
 use crate::store::{NewVideo, Store, Video};
@@ -33,6 +37,14 @@ pub struct UploadRequest {
     pub declared_size: u64,
 }
 
+/// A change of a video's metadata; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct VideoChanges {
+    pub title: Option<Title>,
+    pub description: Option<Description>,
+    pub visibility: Option<Visibility>,
+}
+
 /// An upload that completed: the video is `uploaded`, its processing queued.
 #[derive(Debug, Clone, Copy)]
 pub struct Uploaded {
@@ -43,6 +55,7 @@ pub struct Uploaded {
 pub struct Videos {
     store: Store,
     objects: Objects,
+    counts: Counts,
     uploads: UploadSettings,
     processing: ProcessingSettings,
     playback: PlaybackSettings,
@@ -52,6 +65,7 @@ impl Videos {
     pub fn new(
         store: Store,
         objects: Objects,
+        counts: Counts,
         uploads: UploadSettings,
         processing: ProcessingSettings,
         playback: PlaybackSettings,
@@ -59,6 +73,7 @@ impl Videos {
         Self {
             store,
             objects,
+            counts,
             uploads,
             processing,
             playback,
@@ -74,6 +89,98 @@ impl Videos {
             .filter(|v| may_see(v.visibility, v.owner_id, caller))
             .ok_or(VideoError::NotFound(id))?;
         Ok(self.view(video).await)
+    }
+
+    /// A video the caller may see, with its counts (`None` when they could not be had).
+    pub async fn video_with_counts(
+        &self,
+        caller: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<(VideoView, Option<VideoStats>), VideoError> {
+        // The row and the counts are independent: ask for both at once.
+        let (video, counts) = tokio::join!(self.video(caller, id), self.counts.of(id));
+        Ok((video?, counts))
+    }
+
+    /// A presigned GET of a ready video the caller may see, and when it stops working.
+    pub async fn playback(
+        &self,
+        caller: Option<Uuid>,
+        id: Uuid,
+    ) -> Result<(String, DateTime<Utc>), VideoError> {
+        let view = self.video(caller, id).await?;
+        let key = match (&view.video.status, &view.video.object_key) {
+            (VideoStatus::Ready, Some(key)) => key,
+            _ => return Err(VideoError::NotReady(id)),
+        };
+        self.objects
+            .presigned_get(key, self.playback_ttl())
+            .await
+            .map_err(VideoError::Storage)
+    }
+
+    /// A video the caller owns. Others get NOT_FOUND for what they may not see and
+    /// PERMISSION_DENIED for what they may.
+    async fn owned(&self, caller: Uuid, id: Uuid) -> Result<Video, VideoError> {
+        let video = self
+            .store
+            .video(id)
+            .await?
+            .filter(|v| may_see(v.visibility, v.owner_id, Some(caller)))
+            .ok_or(VideoError::NotFound(id))?;
+        if video.owner_id != caller {
+            return Err(VideoError::Forbidden(id));
+        }
+        Ok(video)
+    }
+
+    pub async fn update(
+        &self,
+        caller: Uuid,
+        id: Uuid,
+        changes: VideoChanges,
+    ) -> Result<VideoView, VideoError> {
+        self.owned(caller, id).await?;
+        let VideoChanges {
+            title,
+            description,
+            visibility,
+        } = changes;
+        let video = self
+            .store
+            .update_video(
+                id,
+                title.as_ref().map(Title::as_str),
+                description.as_ref().map(Description::as_str),
+                visibility,
+            )
+            .await?
+            .ok_or(VideoError::NotFound(id))?;
+        Ok(self.view(video).await)
+    }
+
+    /// Deletes the video; then its object, thumbnail and counts (a failure there is logged
+    /// and left to the sweep: the video is gone for everyone already).
+    pub async fn delete(&self, caller: Uuid, id: Uuid) -> Result<(), VideoError> {
+        self.owned(caller, id).await?;
+        let Some((object, thumbnail)) = self.store.delete_video(id).await? else {
+            return Err(VideoError::NotFound(id));
+        };
+        for key in [object, thumbnail].into_iter().flatten() {
+            if let Err(e) = self.objects.delete(&key).await {
+                tracing::warn!(%key, error = %e, "object of a deleted video not deleted");
+            }
+        }
+        if let Err(e) = self.counts.forget(id).await {
+            tracing::warn!(video_id = %id, error = %e, "counts of a deleted video not deleted");
+        }
+        telemetry::business_event!(
+            Category::Content,
+            "video_deleted",
+            user_id = %caller,
+            video_id = %id
+        );
+        Ok(())
     }
 
     /// Ready public videos, newest first.

@@ -15,6 +15,11 @@ pub enum VideoError {
     /// No such video, or one the caller may not see (the same answer for both).
     #[error("no video with id {0}")]
     NotFound(uuid::Uuid),
+    /// Only the owner may change or delete a video.
+    #[error("only the owner of video {0} may change it")]
+    Forbidden(uuid::Uuid),
+    #[error("video {0} is not ready to play yet")]
+    NotReady(uuid::Uuid),
     #[error("the file is larger than {max} bytes")]
     TooLarge { max: u64 },
     #[error("the file is not a video this service takes (MP4, QuickTime, WebM or Matroska)")]
@@ -32,6 +37,7 @@ pub enum VideoError {
 /// `ErrorInfo` reasons the gateway turns into HTTP statuses of their own.
 pub const TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 pub const UNSUPPORTED_MEDIA_TYPE: &str = "UNSUPPORTED_MEDIA_TYPE";
+pub const NOT_READY: &str = "VIDEO_NOT_READY";
 
 impl From<VideoError> for Status {
     fn from(e: VideoError) -> Self {
@@ -40,6 +46,10 @@ impl From<VideoError> for Status {
             VideoError::Invalid(field) => platform::grpc::invalid_field(field.field, message),
             VideoError::Page(page) => page.into(),
             VideoError::NotFound(_) => Status::not_found(message),
+            VideoError::Forbidden(_) => Status::permission_denied(message),
+            VideoError::NotReady(_) => {
+                platform::grpc::with_reason(tonic::Code::FailedPrecondition, message, NOT_READY)
+            }
             VideoError::TooLarge { .. } => {
                 platform::grpc::with_reason(tonic::Code::OutOfRange, message, TOO_LARGE)
             }

@@ -2,23 +2,21 @@
 //! answer back. No rule lives here.
 
 use futures::StreamExt;
-use platform::grpc::TracedChannel;
 use platform::identity::Caller;
 use platform::pagination::{Cursor, parse_request};
-use proto::engagement::v1::GetVideoStatsRequest;
-use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
 use proto::serde_ext::to_timestamp;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::video_service_server::VideoService;
 use proto::video::v1::{
-    GetVideoRequest, GetVideoResponse, ListUserVideosRequest, ListVideosRequest,
-    ListVideosResponse, UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
+    DeleteVideoRequest, DeleteVideoResponse, GetPlaybackRequest, GetVideoRequest, GetVideoResponse,
+    ListUserVideosRequest, ListVideosRequest, ListVideosResponse, Playback, UpdateVideoRequest,
+    UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
     VideoStatus as StatusMsg, Visibility as VisibilityMsg,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::app::{UploadRequest, VideoView, Videos};
+use crate::app::{UploadRequest, VideoChanges, VideoView, Videos};
 use crate::domain::{Description, InvalidField, Title, VideoStatus, Visibility};
 use crate::error::VideoError;
 use crate::store::Video;
@@ -27,15 +25,11 @@ type Answer<T> = Result<Response<T>, Status>;
 
 pub struct VideoApi {
     videos: Videos,
-    engagement: EngagementServiceClient<TracedChannel>,
 }
 
 impl VideoApi {
-    pub fn new(videos: Videos, engagement: TracedChannel) -> Self {
-        Self {
-            videos,
-            engagement: EngagementServiceClient::new(engagement),
-        }
+    pub fn new(videos: Videos) -> Self {
+        Self { videos }
     }
 }
 
@@ -135,28 +129,69 @@ impl VideoService for VideoApi {
     async fn get_video(&self, request: Request<GetVideoRequest>) -> Answer<GetVideoResponse> {
         let caller = Caller::of(&request).user_id();
         let id = parse_id("id", &request.get_ref().id)?;
-        // The row and the counts are independent: ask for both at once.
-        let mut engagement = self.engagement.clone();
-        let (video, counts) = tokio::join!(
-            self.videos.video(caller, id),
-            engagement.get_video_stats(GetVideoStatsRequest {
-                video_id: id.to_string(),
-            })
-        );
-        let video = video?;
-        // Counts are secondary: when engagement-service is down the video is still shown,
-        // without them, rather than failing the whole page.
-        let stats = match counts {
-            Ok(response) => response.into_inner().stats,
-            Err(status) => {
-                tracing::warn!(video_id = %id, code = ?status.code(), error = status.message(), "video counts unavailable");
-                None
-            }
-        };
+        let (video, stats) = self.videos.video_with_counts(caller, id).await?;
         Ok(Response::new(GetVideoResponse {
             video: Some(to_message(video)),
             stats,
         }))
+    }
+
+    async fn get_playback(&self, request: Request<GetPlaybackRequest>) -> Answer<Playback> {
+        let caller = Caller::of(&request).user_id();
+        let id = parse_id("id", &request.get_ref().id)?;
+        let (url, expires_at) = self.videos.playback(caller, id).await?;
+        Ok(Response::new(Playback {
+            url,
+            expires_at: Some(to_timestamp(expires_at)),
+        }))
+    }
+
+    async fn update_video(&self, request: Request<UpdateVideoRequest>) -> Answer<VideoMsg> {
+        let caller = Caller::require_user(&request)?;
+        let UpdateVideoRequest {
+            id,
+            title,
+            description,
+            visibility,
+        } = request.into_inner();
+        let id = parse_id("id", &id)?;
+        let changes = VideoChanges {
+            title: title
+                .as_deref()
+                .map(Title::parse)
+                .transpose()
+                .map_err(VideoError::from)?,
+            description: description
+                .as_deref()
+                .map(Description::parse)
+                .transpose()
+                .map_err(VideoError::from)?,
+            visibility: match VisibilityMsg::try_from(visibility) {
+                Ok(VisibilityMsg::Unspecified) => None,
+                Ok(VisibilityMsg::Public) => Some(Visibility::Public),
+                Ok(VisibilityMsg::Unlisted) => Some(Visibility::Unlisted),
+                Ok(VisibilityMsg::Private) => Some(Visibility::Private),
+                Err(_) => {
+                    return Err(VideoError::from(InvalidField::new(
+                        "visibility",
+                        "must be public, unlisted or private",
+                    ))
+                    .into());
+                }
+            },
+        };
+        let video = self.videos.update(caller, id, changes).await?;
+        Ok(Response::new(to_message(video)))
+    }
+
+    async fn delete_video(
+        &self,
+        request: Request<DeleteVideoRequest>,
+    ) -> Answer<DeleteVideoResponse> {
+        let caller = Caller::require_user(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        self.videos.delete(caller, id).await?;
+        Ok(Response::new(DeleteVideoResponse {}))
     }
 
     async fn list_videos(&self, request: Request<ListVideosRequest>) -> Answer<ListVideosResponse> {

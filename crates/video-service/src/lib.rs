@@ -2,6 +2,7 @@
 //! engagement-service for counts.
 
 mod app;
+mod counts;
 mod domain;
 mod error;
 mod grpc;
@@ -105,11 +106,12 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     let videos = app::Videos::new(
         store.clone(),
         objects.clone(),
+        counts::Counts::new(engagement),
         settings.uploads.clone(),
         settings.processing.clone(),
         settings.playback.clone(),
     );
-    let api = grpc::VideoApi::new(videos, engagement);
+    let api = grpc::VideoApi::new(videos);
     let max = shared.max_message_bytes();
     let mut parts = Parts::grpc(VideoServiceServer::new(api).max_decoding_message_size(max));
     for worker in processing::workers(store, objects, settings.processing.clone()) {

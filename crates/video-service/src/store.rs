@@ -228,6 +228,52 @@ impl Store {
         ))
     }
 
+    /// Changes what is given; the changed video, `None` when it is gone.
+    pub async fn update_video(
+        &self,
+        id: Uuid,
+        title: Option<&str>,
+        description: Option<&str>,
+        visibility: Option<Visibility>,
+    ) -> Result<Option<Video>, DbError> {
+        let sql = concat!(
+            "UPDATE videos.videos SET title = COALESCE($2, title),
+                 description = COALESCE($3, description),
+                 visibility = COALESCE($4, visibility), updated_at = now()
+             WHERE id = $1 RETURNING ",
+            columns!()
+        );
+        let visibility = visibility.map(Visibility::as_str);
+        let row = self
+            .0
+            .query_opt(
+                "UPDATE",
+                "videos.videos",
+                sql,
+                &[&id, &title, &description, &visibility],
+            )
+            .await?;
+        Ok(row.as_ref().map(video))
+    }
+
+    /// Deletes the video (its jobs go with it); its object and thumbnail keys, `None` when
+    /// it was gone already.
+    pub async fn delete_video(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(Option<String>, Option<String>)>, DbError> {
+        let row = self
+            .0
+            .query_opt(
+                "DELETE",
+                "videos.videos",
+                "DELETE FROM videos.videos WHERE id = $1 RETURNING object_key, thumbnail_key",
+                &[&id],
+            )
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Records an uploaded video and queues its processing, in one transaction: both or
     /// neither. Each step has the span the design document names.
     pub async fn create_video_with_job(

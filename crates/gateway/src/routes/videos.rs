@@ -6,10 +6,11 @@ use proto::common::v1::VideoStats;
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::{
-    GetVideoRequest, ListUserVideosRequest, ListVideosRequest, ListVideosResponse, UploadMetadata,
-    UploadVideoRequest, UploadVideoResponse, Video, Visibility,
+    DeleteVideoRequest, GetPlaybackRequest, GetVideoRequest, ListUserVideosRequest,
+    ListVideosRequest, ListVideosResponse, UpdateVideoRequest, UploadMetadata, UploadVideoRequest,
+    UploadVideoResponse, Video, Visibility,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{PageParams, parse_id};
 use crate::edge::{Authenticated, Viewer};
@@ -188,16 +189,7 @@ pub async fn upload_video(
             }
             "visibility" => {
                 let raw = text_field(&mut field, "visibility", 32).await?;
-                metadata.visibility = match raw.as_str() {
-                    "public" => Visibility::Public,
-                    "unlisted" => Visibility::Unlisted,
-                    "private" => Visibility::Private,
-                    _ => {
-                        return Err(ApiError::bad_request(format!(
-                            "visibility must be public, unlisted or private, got `{raw}`"
-                        )));
-                    }
-                } as i32;
+                metadata.visibility = visibility(&raw)? as i32;
             }
             "file" => {
                 metadata.file_name = field
@@ -281,4 +273,88 @@ async fn stream_file(
     answer
         .map(tonic::Response::into_inner)
         .map_err(|s| ApiError::from_status(VIDEOS, &s))
+}
+
+/// `GET /videos/{id}/playback`: `{"url", "expires_at"}`, a presigned GET (ranges work).
+pub async fn playback(
+    viewer: Viewer,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    let playback = clients
+        .videos
+        .clone()
+        .get_playback(viewer.request(GetPlaybackRequest { id: id.to_string() }))
+        .await
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(playback))
+}
+
+/// `PATCH /videos/{id}`: any of title, description, visibility.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoChanges {
+    title: Option<String>,
+    description: Option<String>,
+    visibility: Option<String>,
+}
+
+fn visibility(raw: &str) -> Result<Visibility, ApiError> {
+    match raw {
+        "public" => Ok(Visibility::Public),
+        "unlisted" => Ok(Visibility::Unlisted),
+        "private" => Ok(Visibility::Private),
+        _ => Err(ApiError::bad_request(format!(
+            "visibility must be public, unlisted or private, got `{raw}`"
+        ))),
+    }
+}
+
+pub async fn update_video(
+    me: Authenticated,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+    body: web::Json<VideoChanges>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    let VideoChanges {
+        title,
+        description,
+        visibility: raw,
+    } = body.into_inner();
+    let visibility = raw
+        .as_deref()
+        .map(visibility)
+        .transpose()?
+        .unwrap_or(Visibility::Unspecified);
+    let video = clients
+        .videos
+        .clone()
+        .update_video(me.request(UpdateVideoRequest {
+            id: id.to_string(),
+            title,
+            description,
+            visibility: visibility as i32,
+        }))
+        .await
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Ok().json(video))
+}
+
+pub async fn delete_video(
+    me: Authenticated,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    clients
+        .videos
+        .clone()
+        .delete_video(me.request(DeleteVideoRequest { id: id.to_string() }))
+        .await
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?;
+    Ok(HttpResponse::NoContent().finish())
 }

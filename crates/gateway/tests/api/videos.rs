@@ -375,6 +375,14 @@ async fn a_file_that_is_not_decodable_ends_failed_with_the_reason_and_is_not_ret
         .expect("job")
         .get(0);
     assert_eq!(attempts, 1, "a file that cannot be decoded is not retried");
+    let not_ready = app
+        .http
+        .get(format!("{}/api/v1/videos/{id}/playback", app.gateway_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("gateway answers");
+    expect_error(not_ready, 409, "not_ready").await;
 
     // Private: its owner sees it, nobody else does.
     let bob = register(&app, "bob").await;
@@ -423,4 +431,142 @@ async fn a_file_that_is_not_decodable_ends_failed_with_the_reason_and_is_not_ret
         serde_json::json!([]),
         "others do not: {theirs}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_plays_changes_and_deletes_a_video_and_nobody_else_may() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let bob = register(&app, "bob").await;
+    let bobs = access_token(&app, &bob).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = std::fs::read(sample_video(dir.path(), 2)).expect("sample");
+    let response = upload(&app, Some(&token), "Mine", "public", "a.mp4", bytes.clone()).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.expect("json")["video_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    wait_for_status(&app, &token, &id, &["ready"]).await;
+    let video_id = uuid::Uuid::parse_str(&id).expect("id");
+    app.set_video_stats(video_id, 10, 2).await;
+
+    // Playback: a presigned link that serves ranges, for anyone who may see the video.
+    let playback: Value = app
+        .get(&format!("/api/v1/videos/{id}/playback"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(playback["expires_at"].is_string(), "{playback}");
+    let part = app
+        .http
+        .get(playback["url"].as_str().expect("url"))
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .expect("the link works");
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().await.expect("bytes").as_ref(), &bytes[..100]);
+
+    let call = |method: reqwest::Method, token: &str, body: Option<Value>| {
+        let mut request = app
+            .http
+            .request(method, format!("{}/api/v1/videos/{id}", app.gateway_url()))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send()
+    };
+    let change = serde_json::json!({ "title": "Renamed", "visibility": "private" });
+    expect_error(
+        call(reqwest::Method::PATCH, &bobs, Some(change.clone()))
+            .await
+            .expect("answer"),
+        403,
+        "permission_denied",
+    )
+    .await;
+    expect_error(
+        call(reqwest::Method::DELETE, &bobs, None)
+            .await
+            .expect("answer"),
+        403,
+        "permission_denied",
+    )
+    .await;
+    let changed: Value = call(reqwest::Method::PATCH, &token, Some(change))
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (changed["title"].clone(), changed["visibility"].clone()),
+        ("Renamed".into(), "private".into())
+    );
+    // Private now: to others it does not exist.
+    expect_error(
+        call(reqwest::Method::GET, &bobs, None)
+            .await
+            .expect("answer"),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        app.get(&format!("/api/v1/videos/{id}/playback")).await,
+        404,
+        "not_found",
+    )
+    .await;
+
+    // Counts belong to video-service's videos: nobody else may delete them.
+    let mut engagement =
+        proto::engagement::v1::engagement_service_client::EngagementServiceClient::new(
+            app.service_channel(
+                testkit::ServiceName::Engagement,
+                platform::identity::Caller::User(uuid::Uuid::parse_str(&ann.id).expect("id")),
+            )
+            .await,
+        );
+    let refused = engagement
+        .delete_video_stats(proto::engagement::v1::DeleteVideoStatsRequest {
+            video_id: id.clone(),
+        })
+        .await
+        .expect_err("not video-service");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    let deleted = call(reqwest::Method::DELETE, &token, None)
+        .await
+        .expect("answer");
+    assert_eq!(deleted.status(), 204);
+    expect_error(
+        call(reqwest::Method::GET, &token, None)
+            .await
+            .expect("answer"),
+        404,
+        "not_found",
+    )
+    .await;
+    let (keys, _) = app.bucket_contents().await;
+    assert!(
+        keys.is_empty(),
+        "the object and thumbnail are gone: {keys:?}"
+    );
+    let counts: i64 = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM engagement.video_stats WHERE video_id = $1",
+            &[&video_id],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(counts, 0, "its counts are gone");
 }
