@@ -439,14 +439,7 @@ impl TestApp {
 
     /// A client of this app's object store, to look at what a test left in the bucket.
     pub fn s3_client(&self) -> platform::s3::S3Client {
-        platform::s3::client(&platform::config::S3Settings {
-            endpoint: self.s3.endpoint(),
-            region: "us-east-1".to_owned(),
-            bucket: self.bucket.clone(),
-            access_key: s3::ACCESS_KEY.to_owned(),
-            secret_key: s3::SECRET_KEY.to_owned().into(),
-            timeout_ms: 5_000,
-        })
+        platform::s3::client(&self.s3.settings(&self.bucket))
     }
 
     /// Every object key in the app's bucket, and how many multipart uploads are still open.

@@ -56,6 +56,18 @@ impl S3Server {
         self._root.path()
     }
 
+    /// Settings that reach this server's `bucket`.
+    pub fn settings(&self, bucket: &str) -> platform::config::S3Settings {
+        platform::config::S3Settings {
+            endpoint: self.endpoint(),
+            region: "us-east-1".to_owned(),
+            bucket: bucket.to_owned(),
+            access_key: ACCESS_KEY.to_owned(),
+            secret_key: SECRET_KEY.to_owned().into(),
+            timeout_ms: 5_000,
+        }
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

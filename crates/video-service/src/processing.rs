@@ -336,3 +336,232 @@ mod tests {
         assert!(parse_probe(b"not json").is_none());
     }
 }
+
+/// The queue and the worker against a real database and object store, without gRPC: a
+/// job whose worker died is taken again after its lease and takes effect once; a job that
+/// keeps failing ends dead and its video `failed`.
+#[cfg(test)]
+mod queue_tests {
+    use std::time::Duration;
+
+    use futures::stream;
+    use platform::config::DatabaseSettings;
+    use platform::service::Service as _;
+    use testkit::{S3Server, TestDatabase};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::app::{UploadRequest, Videos};
+    use crate::domain::{Description, Title, Visibility};
+    use crate::{PlaybackSettings, UploadSettings};
+
+    struct Fixture {
+        store: Store,
+        objects: Objects,
+        videos: Videos,
+        _db: TestDatabase,
+        _s3: S3Server,
+    }
+
+    fn settings(max_attempts: i32) -> ProcessingSettings {
+        ProcessingSettings {
+            workers: 1,
+            lease_secs: 300,
+            max_attempts,
+            poll_interval_ms: 50,
+            retry_base_ms: 1,
+            ffprobe: "ffprobe".into(),
+            ffmpeg: "ffmpeg".into(),
+        }
+    }
+
+    async fn fixture(max_attempts: i32) -> Fixture {
+        let db = TestDatabase::create().await;
+        let pool = platform::database::pool(&DatabaseSettings {
+            url: db.url().to_owned().into(),
+            max_connections: 4,
+            acquire_timeout_ms: 3_000,
+            connect_timeout_ms: 3_000,
+            statement_timeout_ms: 10_000,
+        })
+        .expect("pool");
+        platform::database::migrate(&pool, crate::Service::SCHEMA, crate::Service::MIGRATIONS)
+            .await
+            .expect("migrations");
+        let s3 = S3Server::start().await;
+        let bucket = format!("sf-test-{}", testkit::unique_suffix());
+        let client = platform::s3::client(&s3.settings(&bucket));
+        platform::s3::ensure_bucket(&client, &bucket)
+            .await
+            .expect("bucket");
+        let store = Store(platform::database::Db::new(pool));
+        let objects = Objects::new(client, bucket);
+        let nowhere = platform::grpc::channel(
+            "http://127.0.0.1:1",
+            "engagement.url",
+            &platform::identity::IdentityKey::new(
+                &platform::config::InternalAuthSettings {
+                    internal_token_secret: "a-test-internal-secret-of-32-bytes-plus"
+                        .to_owned()
+                        .into(),
+                    allow_development_key: false,
+                },
+                "video-service",
+            ),
+            &platform::config::GrpcClientSettings {
+                timeout_ms: 1_000,
+                timeouts: Vec::new(),
+            },
+        )
+        .expect("channel");
+        let videos = Videos::new(
+            store.clone(),
+            objects.clone(),
+            crate::counts::Counts::new(nowhere),
+            UploadSettings {
+                max_size_bytes: 10 * 1024 * 1024,
+            },
+            settings(max_attempts),
+            PlaybackSettings { url_ttl_secs: 60 },
+        );
+        Fixture {
+            store,
+            objects,
+            videos,
+            _db: db,
+            _s3: s3,
+        }
+    }
+
+    /// Uploads one second of ffmpeg's test pattern; the video's id.
+    async fn upload(f: &Fixture) -> Uuid {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v.mp4");
+        let made = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=duration=1:size=160x120:rate=10",
+            ])
+            .args(["-pix_fmt", "yuv420p", "-c:v", "mpeg4"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is needed; scripts/install-test-deps.sh installs it");
+        assert!(made.success());
+        let bytes = bytes::Bytes::from(std::fs::read(&path).expect("sample"));
+        let uploaded = f
+            .videos
+            .upload(
+                Uuid::new_v4(),
+                UploadRequest {
+                    title: Title::parse("Queued").expect("title"),
+                    description: Description::default(),
+                    visibility: Visibility::Public,
+                    declared_size: bytes.len() as u64,
+                },
+                stream::iter([Ok(bytes)]),
+            )
+            .await
+            .expect("uploaded");
+        uploaded.video_id
+    }
+
+    async fn job_state(f: &Fixture, video: Uuid) -> (String, i32) {
+        let row = f
+            .store
+            .0
+            .query_one(
+                "SELECT",
+                "videos.jobs",
+                "SELECT state, attempts FROM videos.jobs WHERE video_id = $1",
+                &[&video],
+            )
+            .await
+            .expect("job");
+        (row.get(0), row.get(1))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_whose_worker_died_is_claimed_again_after_its_lease_and_takes_effect_once() {
+        let f = fixture(5).await;
+        let video = upload(&f).await;
+        // A worker claims it under a one-second lease, then dies.
+        let dead = f.store.claim_job(1).await.expect("claim").expect("a job");
+        assert_eq!((dead.video_id, dead.attempt), (video, 1));
+        assert!(
+            f.store.claim_job(300).await.expect("claim").is_none(),
+            "nobody else takes a leased job"
+        );
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let again = f
+            .store
+            .claim_job(300)
+            .await
+            .expect("claim")
+            .expect("taken again");
+        assert_eq!((again.id, again.attempt), (dead.id, 2));
+
+        let processor = Processor {
+            store: f.store.clone(),
+            objects: f.objects.clone(),
+            settings: settings(5),
+        };
+        processor.process(again).await;
+        let ready = f.store.video(video).await.expect("video").expect("row");
+        assert_eq!(ready.status, crate::domain::VideoStatus::Ready);
+        assert_eq!((ready.width, ready.height), (Some(160), Some(120)));
+        assert_eq!(job_state(&f, video).await, ("done".to_owned(), 2));
+
+        // The dead worker waking up changes nothing.
+        let late = Probed {
+            duration_seconds: 99,
+            width: 1,
+            height: 1,
+            codec: "late".into(),
+            thumbnail_key: "late".into(),
+        };
+        assert!(!f.store.finish_job(&dead, &late).await.expect("finish"));
+        assert!(!f.store.fail_job(&dead, "late", None).await.expect("fail"));
+        let still = f.store.video(video).await.expect("video").expect("row");
+        assert_eq!(still.codec.as_deref(), Some("mpeg4"));
+        assert_eq!(still.status, crate::domain::VideoStatus::Ready);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_keeps_failing_ends_dead_after_its_attempts_and_the_video_failed() {
+        let f = fixture(3).await;
+        let video = upload(&f).await;
+        // The stored file disappears: every attempt fails to fetch it.
+        let key = f
+            .store
+            .video(video)
+            .await
+            .expect("video")
+            .and_then(|v| v.object_key)
+            .expect("key");
+        f.objects.delete(&key).await.expect("deleted");
+        let processor = Processor {
+            store: f.store.clone(),
+            objects: f.objects.clone(),
+            settings: settings(3),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while job_state(&f, video).await.0 != "dead" {
+            assert!(std::time::Instant::now() < deadline, "the job never died");
+            if let Some(job) = f.store.claim_job(300).await.expect("claim") {
+                processor.process(job).await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert_eq!(job_state(&f, video).await, ("dead".to_owned(), 3));
+        let failed = f.store.video(video).await.expect("video").expect("row");
+        assert_eq!(failed.status, crate::domain::VideoStatus::Failed);
+        assert!(failed.failure_reason.is_some_and(|r| !r.is_empty()));
+        let depth = f.store.queue_depth().await.expect("depth");
+        assert_eq!((depth.ready, depth.leased, depth.dead), (0, 0, 1));
+    }
+}
