@@ -41,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .field_attribute(".socialflow.user.v1.Profile.created_at", timestamp)
         .type_attribute(".socialflow.video.v1.Video", serialize)
         .type_attribute(".socialflow.video.v1.Playback", serialize)
+        .type_attribute(".socialflow.video.v1.CreatedUpload", serialize)
+        .type_attribute(".socialflow.video.v1.PartUrl", serialize)
+        .field_attribute(".socialflow.video.v1.CreatedUpload.expires_at", timestamp)
         .field_attribute(".socialflow.video.v1.Playback.expires_at", timestamp)
         .field_attribute(".socialflow.video.v1.Video.created_at", timestamp)
         .field_attribute(

@@ -66,9 +66,9 @@ pub struct RateLimitSettings {
     pub authenticated: Rate,
 }
 
-/// Video uploads through the gateway.
+/// Video uploads through the gateway: what it reads of the `[uploads]` section (the other
+/// keys are video-service's).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct UploadSettings {
     /// Largest video accepted, in bytes: a larger declared body is refused (413) before it
     /// is read, and a stream that grows past it is cut off (413).

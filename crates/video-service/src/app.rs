@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use proto::common::v1::VideoStats;
 
 use crate::counts::Counts;
+use crate::domain::InvalidField;
 use crate::domain::{Container, Description, SNIFF_BYTES, Title, VideoStatus, Visibility, may_see};
 use crate::error::VideoError;
-use crate::objects::{Objects, PutError};
-use crate::store::{NewVideo, Store, Video};
+use crate::objects::{Objects, PART_SIZE, PutError};
+use crate::store::{NewVideo, PendingUpload, Store, Video};
 use crate::{PlaybackSettings, ProcessingSettings, UploadSettings};
 
 /// A video as its reader sees it: the row, and a link to its thumbnail once it is ready.
@@ -45,6 +46,17 @@ pub struct VideoChanges {
     pub visibility: Option<Visibility>,
 }
 
+/// A direct upload begun: where to send each part, until when.
+#[derive(Debug, Clone)]
+pub struct DirectUpload {
+    pub video_id: Uuid,
+    pub upload_id: String,
+    pub part_size: u64,
+    /// (part number, presigned PUT URL), from 1.
+    pub parts: Vec<(u32, String)>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// An upload that completed: the video is `uploaded`, its processing queued.
 #[derive(Debug, Clone, Copy)]
 pub struct Uploaded {
@@ -52,6 +64,7 @@ pub struct Uploaded {
     pub job_id: Uuid,
 }
 
+#[derive(Clone)]
 pub struct Videos {
     store: Store,
     objects: Objects,
@@ -264,23 +277,271 @@ impl Videos {
             .store_upload(owner, video_id, &request, chunks)
             .instrument(span)
             .await;
-        let status = match &result {
-            Ok(_) => "success",
-            Err(
-                VideoError::TooLarge { .. }
-                | VideoError::NotAVideo
-                | VideoError::Invalid(_)
-                | VideoError::Interrupted(_),
-            ) => "rejected",
-            Err(_) => "failed",
-        };
-        metrics::counter!(telemetry::metrics::VIDEO_UPLOADS_TOTAL, "status" => status).increment(1);
-        metrics::histogram!(
-            telemetry::metrics::VIDEO_UPLOAD_DURATION_SECONDS,
-            "status" => status
-        )
-        .record(started.elapsed().as_secs_f64());
+        count_upload(&result, started);
         result
+    }
+
+    /// Begins a direct upload of `request.declared_size` bytes: a multipart upload in the
+    /// bucket and a presigned PUT per part. The client sends the parts itself, then
+    /// completes it with [`Videos::complete_upload`].
+    pub async fn create_upload(
+        &self,
+        owner: Uuid,
+        request: UploadRequest,
+    ) -> Result<DirectUpload, VideoError> {
+        let size = request.declared_size;
+        if size == 0 {
+            return Err(InvalidField::new("size_bytes", "must be the file's size, above 0").into());
+        }
+        let max = self.uploads.max_size_bytes;
+        if size > max {
+            return Err(VideoError::TooLarge { max });
+        }
+        let video_id = Uuid::now_v7();
+        let key = format!("videos/{video_id}");
+        let upload_id = self
+            .objects
+            .start_multipart(&key)
+            .await
+            .map_err(VideoError::Storage)?;
+        let ttl = Duration::from_secs(self.uploads.direct_upload_ttl_secs);
+        let count = size.div_ceil(PART_SIZE as u64);
+        let mut parts = Vec::new();
+        let mut presigned = Ok(());
+        for number in 1..=count {
+            let number = u32::try_from(number).unwrap_or(u32::MAX);
+            match self
+                .objects
+                .presigned_part(
+                    &key,
+                    &upload_id,
+                    i32::try_from(number).unwrap_or(i32::MAX),
+                    ttl,
+                )
+                .await
+            {
+                Ok(url) => parts.push((number, url)),
+                Err(e) => {
+                    presigned = Err(VideoError::Storage(e));
+                    break;
+                }
+            }
+        }
+        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+        let recorded = match presigned {
+            Ok(()) => self
+                .store
+                .add_pending_upload(
+                    &PendingUpload {
+                        video_id,
+                        owner_id: owner,
+                        upload_id: upload_id.clone(),
+                        object_key: key.clone(),
+                        title: request.title.as_str().to_owned(),
+                        description: request.description.as_str().to_owned(),
+                        visibility: request.visibility,
+                        declared_size: size,
+                    },
+                    expires_at,
+                )
+                .await
+                .map_err(VideoError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            if let Err(abort) = self.objects.abort_multipart(&key, &upload_id).await {
+                tracing::warn!(%key, error = %abort, "multipart upload not aborted");
+            }
+            return Err(e);
+        }
+        Ok(DirectUpload {
+            video_id,
+            upload_id,
+            part_size: PART_SIZE as u64,
+            parts,
+            expires_at,
+        })
+    }
+
+    /// Completes the caller's direct upload with the parts' ETags, verifies the object
+    /// (its size is the declared one, its bytes a video) and records it with its
+    /// processing job. A refused object is deleted.
+    pub async fn complete_upload(
+        &self,
+        caller: Uuid,
+        video_id: Uuid,
+        parts: Vec<(i32, String)>,
+    ) -> Result<Uploaded, VideoError> {
+        let started = Instant::now();
+        let span = tracing::info_span!(
+            "video_upload",
+            user_id = %caller,
+            file_size = tracing::field::Empty,
+            file_type = tracing::field::Empty,
+            video_id = %video_id,
+        );
+        let result = self
+            .complete(caller, video_id, parts)
+            .instrument(span)
+            .await;
+        count_upload(&result, started);
+        result
+    }
+
+    async fn complete(
+        &self,
+        caller: Uuid,
+        video_id: Uuid,
+        parts: Vec<(i32, String)>,
+    ) -> Result<Uploaded, VideoError> {
+        let pending = self
+            .store
+            .pending_upload(video_id)
+            .await?
+            .filter(|p| p.owner_id == caller)
+            .ok_or(VideoError::NotFound(video_id))?;
+        if parts.is_empty() {
+            return Err(InvalidField::new("parts", "is required").into());
+        }
+        tracing::Span::current().record("file_size", pending.declared_size);
+        let key = pending.object_key.clone();
+        let s3 = tracing::info_span!(
+            "s3_upload",
+            s3_key = %key,
+            s3_bucket = %self.objects.bucket(),
+            part_count = parts.len(),
+        );
+        self.objects
+            .complete_multipart(&key, &pending.upload_id, parts)
+            .instrument(s3.clone())
+            .await
+            .map_err(|e| {
+                // The client's own mistakes (wrong or missing parts) are not an outage.
+                if ["InvalidPart", "NoSuchUpload", "EntityTooSmall"]
+                    .iter()
+                    .any(|code| e.contains(code))
+                {
+                    VideoError::from(InvalidField::new("parts", e))
+                } else {
+                    VideoError::Storage(e)
+                }
+            })?;
+        let verified = self.verify(&pending).instrument(s3).await;
+        let (size_bytes, sha256, container) = match verified {
+            Ok(verified) => verified,
+            Err(e) => {
+                // Refused: neither the object nor the pending record stays.
+                if let Err(delete) = self.objects.delete(&key).await {
+                    tracing::warn!(%key, error = %delete, "refused object not deleted");
+                }
+                self.store.drop_pending_upload(video_id).await?;
+                return Err(e);
+            }
+        };
+        tracing::Span::current().record("file_type", container.mime_type());
+        let job_id = Uuid::now_v7();
+        self.store
+            .create_video_with_job(
+                &NewVideo {
+                    id: video_id,
+                    owner_id: caller,
+                    title: &pending.title,
+                    description: &pending.description,
+                    visibility: pending.visibility,
+                    object_key: &key,
+                    content_type: container.mime_type(),
+                    size_bytes,
+                    sha256: &sha256,
+                },
+                job_id,
+                self.processing.max_attempts,
+                telemetry::current_traceparent().as_deref(),
+            )
+            .await?;
+        uploaded_event(caller, video_id, size_bytes);
+        Ok(Uploaded { video_id, job_id })
+    }
+
+    /// The completed object's size, SHA-256 and container, if it is what was declared.
+    async fn verify(
+        &self,
+        pending: &PendingUpload,
+    ) -> Result<(u64, Vec<u8>, Container), VideoError> {
+        let key = &pending.object_key;
+        let (size, sha256) = self
+            .objects
+            .digest(key)
+            .await
+            .map_err(VideoError::Storage)?;
+        let max = self.uploads.max_size_bytes;
+        if size > max {
+            return Err(VideoError::TooLarge { max });
+        }
+        if size != pending.declared_size {
+            return Err(InvalidField::new(
+                "parts",
+                format!(
+                    "the parts hold {size} bytes, not the {} declared",
+                    pending.declared_size
+                ),
+            )
+            .into());
+        }
+        let head = self
+            .objects
+            .head_bytes(key, SNIFF_BYTES)
+            .await
+            .map_err(VideoError::Storage)?;
+        let container = Container::sniff(&head).ok_or(VideoError::NotAVideo)?;
+        Ok((size, sha256, container))
+    }
+
+    /// Aborts direct uploads left incomplete past their time, and deletes objects no video
+    /// refers to (left by a crash between completing an upload and recording it) once
+    /// they are older than that time too. How many of each.
+    pub async fn sweep(&self) -> Result<(usize, usize), VideoError> {
+        let mut aborted = 0;
+        for upload in self.store.expired_uploads().await? {
+            match self
+                .objects
+                .abort_multipart(&upload.object_key, &upload.upload_id)
+                .await
+            {
+                Ok(()) => {}
+                // Already completed or aborted: nothing is left to free.
+                Err(e) if e.contains("NoSuchUpload") => {}
+                Err(e) => {
+                    tracing::warn!(key = %upload.object_key, error = %e, "abandoned upload not aborted");
+                    continue;
+                }
+            }
+            self.store.drop_pending_upload(upload.video_id).await?;
+            aborted += 1;
+        }
+        let ttl = chrono::Duration::seconds(
+            i64::try_from(self.uploads.direct_upload_ttl_secs).unwrap_or(i64::MAX / 1000),
+        );
+        let before = Utc::now() - ttl;
+        let mut deleted = 0;
+        for prefix in ["videos/", "thumbnails/"] {
+            let keys = self
+                .objects
+                .keys_older_than(prefix, before)
+                .await
+                .map_err(VideoError::Storage)?;
+            for key in keys {
+                if !self.store.object_referenced(&key).await? {
+                    match self.objects.delete(&key).await {
+                        Ok(()) => deleted += 1,
+                        Err(e) => tracing::warn!(%key, error = %e, "orphaned object not deleted"),
+                    }
+                }
+            }
+        }
+        if aborted + deleted > 0 {
+            tracing::info!(aborted, deleted, "upload sweep");
+        }
+        Ok((aborted, deleted))
     }
 
     async fn store_upload<S>(
@@ -355,20 +616,45 @@ impl Videos {
             }
             return Err(e.into());
         }
-        metrics::counter!(
-            telemetry::metrics::CONTENT_UPLOADS_TOTAL,
-            "content_type" => "video"
-        )
-        .increment(1);
-        metrics::histogram!(telemetry::metrics::VIDEO_UPLOAD_SIZE_BYTES)
-            .record(stored.size_bytes as f64);
-        telemetry::business_event!(
-            Category::Content,
-            "video_uploaded",
-            user_id = %owner,
-            video_id = %video_id,
-            size_bytes = stored.size_bytes
-        );
+        uploaded_event(owner, video_id, stored.size_bytes);
         Ok(Uploaded { video_id, job_id })
     }
+}
+
+/// Counts an upload's outcome: `rejected` for the client's faults, `failed` for ours.
+fn count_upload(result: &Result<Uploaded, VideoError>, started: Instant) {
+    let status = match result {
+        Ok(_) => "success",
+        Err(
+            VideoError::TooLarge { .. }
+            | VideoError::NotAVideo
+            | VideoError::Invalid(_)
+            | VideoError::Interrupted(_)
+            | VideoError::NotFound(_)
+            | VideoError::Forbidden(_),
+        ) => "rejected",
+        Err(_) => "failed",
+    };
+    metrics::counter!(telemetry::metrics::VIDEO_UPLOADS_TOTAL, "status" => status).increment(1);
+    metrics::histogram!(
+        telemetry::metrics::VIDEO_UPLOAD_DURATION_SECONDS,
+        "status" => status
+    )
+    .record(started.elapsed().as_secs_f64());
+}
+
+fn uploaded_event(owner: Uuid, video_id: Uuid, size_bytes: u64) {
+    metrics::counter!(
+        telemetry::metrics::CONTENT_UPLOADS_TOTAL,
+        "content_type" => "video"
+    )
+    .increment(1);
+    metrics::histogram!(telemetry::metrics::VIDEO_UPLOAD_SIZE_BYTES).record(size_bytes as f64);
+    telemetry::business_event!(
+        Category::Content,
+        "video_uploaded",
+        user_id = %owner,
+        video_id = %video_id,
+        size_bytes = size_bytes
+    );
 }

@@ -8,15 +8,16 @@ use proto::serde_ext::to_timestamp;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::video_service_server::VideoService;
 use proto::video::v1::{
-    DeleteVideoRequest, DeleteVideoResponse, GetPlaybackRequest, GetVideoRequest, GetVideoResponse,
-    ListUserVideosRequest, ListVideosRequest, ListVideosResponse, Playback, UpdateVideoRequest,
-    UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
+    CompleteUploadRequest, CompletedPart, CreateUploadRequest, CreatedUpload, DeleteVideoRequest,
+    DeleteVideoResponse, GetPlaybackRequest, GetVideoRequest, GetVideoResponse,
+    ListUserVideosRequest, ListVideosRequest, ListVideosResponse, PartUrl, Playback,
+    UpdateVideoRequest, UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
     VideoStatus as StatusMsg, Visibility as VisibilityMsg,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::app::{UploadRequest, VideoChanges, VideoView, Videos};
+use crate::app::{DirectUpload, UploadRequest, Uploaded, VideoChanges, VideoView, Videos};
 use crate::domain::{Description, InvalidField, Title, VideoStatus, Visibility};
 use crate::error::VideoError;
 use crate::store::Video;
@@ -98,6 +99,15 @@ fn page(videos: Vec<VideoView>, next: Option<Cursor>) -> ListVideosResponse {
     }
 }
 
+fn uploaded(uploaded: Uploaded) -> UploadVideoResponse {
+    let Uploaded { video_id, job_id } = uploaded;
+    UploadVideoResponse {
+        video_id: video_id.to_string(),
+        status: StatusMsg::Uploaded as i32,
+        job_id: job_id.to_string(),
+    }
+}
+
 fn upload_request(metadata: UploadMetadata) -> Result<UploadRequest, VideoError> {
     let UploadMetadata {
         title,
@@ -106,6 +116,15 @@ fn upload_request(metadata: UploadMetadata) -> Result<UploadRequest, VideoError>
         declared_size,
         file_name: _,
     } = metadata;
+    upload_fields(&title, &description, visibility, declared_size)
+}
+
+fn upload_fields(
+    title: &str,
+    description: &str,
+    visibility: i32,
+    declared_size: u64,
+) -> Result<UploadRequest, VideoError> {
     let visibility = match VisibilityMsg::try_from(visibility) {
         Ok(VisibilityMsg::Unspecified | VisibilityMsg::Public) => Visibility::Public,
         Ok(VisibilityMsg::Unlisted) => Visibility::Unlisted,
@@ -117,8 +136,8 @@ fn upload_request(metadata: UploadMetadata) -> Result<UploadRequest, VideoError>
         }
     };
     Ok(UploadRequest {
-        title: Title::parse(&title)?,
-        description: Description::parse(&description)?,
+        title: Title::parse(title)?,
+        description: Description::parse(description)?,
         visibility,
         declared_size,
     })
@@ -248,11 +267,54 @@ impl VideoService for VideoApi {
             Ok(_) => Err("the metadata came twice".to_owned()),
             Err(status) => Err(status.message().to_owned()),
         });
-        let uploaded = self.videos.upload(owner, upload, Box::pin(chunks)).await?;
-        Ok(Response::new(UploadVideoResponse {
-            video_id: uploaded.video_id.to_string(),
-            status: StatusMsg::Uploaded as i32,
-            job_id: uploaded.job_id.to_string(),
+        let done = self.videos.upload(owner, upload, Box::pin(chunks)).await?;
+        Ok(Response::new(uploaded(done)))
+    }
+
+    async fn create_upload(&self, request: Request<CreateUploadRequest>) -> Answer<CreatedUpload> {
+        let owner = Caller::require_user(&request)?;
+        let CreateUploadRequest {
+            title,
+            description,
+            visibility,
+            size_bytes,
+        } = request.into_inner();
+        let upload = upload_fields(&title, &description, visibility, size_bytes)?;
+        let DirectUpload {
+            video_id,
+            upload_id,
+            part_size,
+            parts,
+            expires_at,
+        } = self.videos.create_upload(owner, upload).await?;
+        Ok(Response::new(CreatedUpload {
+            video_id: video_id.to_string(),
+            upload_id,
+            part_size,
+            parts: parts
+                .into_iter()
+                .map(|(part_number, url)| PartUrl { part_number, url })
+                .collect(),
+            expires_at: Some(to_timestamp(expires_at)),
         }))
+    }
+
+    async fn complete_upload(
+        &self,
+        request: Request<CompleteUploadRequest>,
+    ) -> Answer<UploadVideoResponse> {
+        let owner = Caller::require_user(&request)?;
+        let CompleteUploadRequest { video_id, parts } = request.into_inner();
+        let video_id = parse_id("video_id", &video_id)?;
+        let parts = parts
+            .into_iter()
+            .map(|CompletedPart { part_number, etag }| {
+                i32::try_from(part_number)
+                    .map(|n| (n, etag))
+                    .map_err(|_| VideoError::from(InvalidField::new("parts", "bad part number")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let done = self.videos.complete_upload(owner, video_id, parts).await?;
+        Ok(Response::new(uploaded(done)))
     }
 }

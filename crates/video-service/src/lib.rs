@@ -23,6 +23,11 @@ pub struct UploadSettings {
     /// Largest video accepted, in bytes (413 beyond it, checked against the declared length
     /// and while streaming).
     pub max_size_bytes: u64,
+    /// How long the presigned part URLs of a direct upload work, and how long the upload
+    /// may stay incomplete before the sweep aborts it, in seconds.
+    pub direct_upload_ttl_secs: u64,
+    /// How often the sweep looks for abandoned uploads and unreferenced objects, in seconds.
+    pub sweep_interval_secs: u64,
 }
 
 /// The processing queue and its workers.
@@ -76,6 +81,7 @@ platform::grpc_service! {
     migrations [
         (1, "videos", include_str!("../migrations/0001_videos.sql")),
         (2, "uploads_and_jobs", include_str!("../migrations/0002_uploads_and_jobs.sql")),
+        (3, "pending_uploads", include_str!("../migrations/0003_pending_uploads.sql")),
     ]
 }
 
@@ -111,12 +117,29 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
         settings.processing.clone(),
         settings.playback.clone(),
     );
+    let sweep = videos.clone();
+    let every = std::time::Duration::from_secs(settings.uploads.sweep_interval_secs.max(1));
     let api = grpc::VideoApi::new(videos);
     let max = shared.max_message_bytes();
     let mut parts = Parts::grpc(VideoServiceServer::new(api).max_decoding_message_size(max));
     for worker in processing::workers(store, objects, settings.processing.clone()) {
         parts = parts.with_worker(worker);
     }
+    parts = parts.with_worker(platform::worker::Worker::new(
+        "upload-sweep",
+        move |mut draining| async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = draining.wait() => return Ok(()),
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = sweep.sweep().await {
+                    tracing::warn!(error = %e, "upload sweep did not finish");
+                }
+            }
+        },
+    ));
     Ok(parts
         .with_dependency(
             "s3",

@@ -199,6 +199,159 @@ impl Objects {
             .build())
     }
 
+    /// Starts a multipart upload the client sends itself; its upload id.
+    pub async fn start_multipart(&self, key: &str) -> Result<String, String> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .instrument(s3_span("CreateMultipartUpload", &self.bucket))
+            .await
+            .map_err(sdk_error)?;
+        created
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| "the store gave no upload id".to_owned())
+    }
+
+    /// A presigned PUT of part `number` of a multipart upload.
+    pub async fn presigned_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        ttl: Duration,
+    ) -> Result<String, String> {
+        let config = PresigningConfig::expires_in(ttl).map_err(|e| e.to_string())?;
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .presigned(config)
+            .await
+            .map_err(sdk_error)?;
+        Ok(request.uri().to_owned())
+    }
+
+    /// Completes a multipart upload with the parts the client reports.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<(i32, String)>,
+    ) -> Result<(), String> {
+        let parts = parts
+            .into_iter()
+            .map(|(number, etag)| {
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .build()
+            })
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .instrument(s3_span("CompleteMultipartUpload", &self.bucket))
+            .await
+            .map(|_| ())
+            .map_err(sdk_error)
+    }
+
+    /// Aborts a multipart upload (its parts are freed).
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), String> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .instrument(s3_span("AbortMultipartUpload", &self.bucket))
+            .await
+            .map(|_| ())
+            .map_err(sdk_error)
+    }
+
+    /// The first `n` bytes of an object (fewer when it is shorter).
+    pub async fn head_bytes(&self, key: &str, n: usize) -> Result<Bytes, String> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", n.saturating_sub(1)))
+            .send()
+            .instrument(s3_span("GetObject", &self.bucket))
+            .await
+            .map_err(sdk_error)?;
+        object
+            .body
+            .collect()
+            .await
+            .map(|b| b.into_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// An object's size and SHA-256, read as a stream (memory bounded by one chunk).
+    pub async fn digest(&self, key: &str) -> Result<(u64, Vec<u8>), String> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .instrument(s3_span("GetObject", &self.bucket))
+            .await
+            .map_err(sdk_error)?;
+        let mut body = object.body;
+        let mut digest = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
+            size += chunk.len() as u64;
+            digest.update(&chunk);
+        }
+        Ok((size, digest.finalize().to_vec()))
+    }
+
+    /// Keys under `prefix` last changed before `before` (one page of at most 1000).
+    pub async fn keys_older_than(
+        &self,
+        prefix: &str,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<String>, String> {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .instrument(s3_span("ListObjectsV2", &self.bucket))
+            .await
+            .map_err(sdk_error)?;
+        Ok(listed
+            .contents()
+            .iter()
+            .filter(|o| {
+                o.last_modified()
+                    .is_some_and(|t| t.secs() < before.timestamp())
+            })
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect())
+    }
+
     /// A small object in one request (thumbnails).
     pub async fn put(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<(), String> {
         self.client

@@ -420,6 +420,8 @@ mod queue_tests {
             crate::counts::Counts::new(nowhere),
             UploadSettings {
                 max_size_bytes: 10 * 1024 * 1024,
+                direct_upload_ttl_secs: 60,
+                sweep_interval_secs: 60,
             },
             settings(max_attempts),
             PlaybackSettings { url_ttl_secs: 60 },

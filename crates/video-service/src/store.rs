@@ -37,6 +37,19 @@ macro_rules! columns {
     };
 }
 
+fn pending(row: &Row) -> PendingUpload {
+    PendingUpload {
+        video_id: row.get(0),
+        owner_id: row.get(1),
+        upload_id: row.get(2),
+        object_key: row.get(3),
+        title: row.get(4),
+        description: row.get(5),
+        visibility: Visibility::parse(row.get(6)).unwrap_or(Visibility::Private),
+        declared_size: u64::try_from(row.get::<_, i64>(7)).unwrap_or(0),
+    }
+}
+
 fn positive(value: Option<i32>) -> Option<u32> {
     value.and_then(|v| u32::try_from(v).ok())
 }
@@ -75,6 +88,19 @@ pub struct NewVideo<'a> {
     pub content_type: &'a str,
     pub size_bytes: u64,
     pub sha256: &'a [u8],
+}
+
+/// A direct upload that has begun but not completed.
+#[derive(Debug, Clone)]
+pub struct PendingUpload {
+    pub video_id: Uuid,
+    pub owner_id: Uuid,
+    pub upload_id: String,
+    pub object_key: String,
+    pub title: String,
+    pub description: String,
+    pub visibility: Visibility,
+    pub declared_size: u64,
 }
 
 /// A processing job, as a worker holds it.
@@ -274,8 +300,100 @@ impl Store {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    pub async fn add_pending_upload(
+        &self,
+        upload: &PendingUpload,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let size = i64::try_from(upload.declared_size).unwrap_or(i64::MAX);
+        self.0
+            .execute(
+                "INSERT",
+                "videos.pending_uploads",
+                "INSERT INTO videos.pending_uploads
+                     (video_id, owner_id, upload_id, object_key, title, description, visibility,
+                      declared_size, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &upload.video_id,
+                    &upload.owner_id,
+                    &upload.upload_id,
+                    &upload.object_key,
+                    &upload.title,
+                    &upload.description,
+                    &upload.visibility.as_str(),
+                    &size,
+                    &expires_at,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pending_upload(&self, video_id: Uuid) -> Result<Option<PendingUpload>, DbError> {
+        let row = self
+            .0
+            .query_opt(
+                "SELECT",
+                "videos.pending_uploads",
+                "SELECT video_id, owner_id, upload_id, object_key, title, description, visibility,
+                        declared_size
+                 FROM videos.pending_uploads WHERE video_id = $1",
+                &[&video_id],
+            )
+            .await?;
+        Ok(row.as_ref().map(pending))
+    }
+
+    /// Forgets a pending upload; whether there was one.
+    pub async fn drop_pending_upload(&self, video_id: Uuid) -> Result<bool, DbError> {
+        let deleted = self
+            .0
+            .execute(
+                "DELETE",
+                "videos.pending_uploads",
+                "DELETE FROM videos.pending_uploads WHERE video_id = $1",
+                &[&video_id],
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    /// Pending uploads whose time ran out (at most 100 at a time).
+    pub async fn expired_uploads(&self) -> Result<Vec<PendingUpload>, DbError> {
+        let rows = self
+            .0
+            .query(
+                "SELECT",
+                "videos.pending_uploads",
+                "SELECT video_id, owner_id, upload_id, object_key, title, description, visibility,
+                        declared_size
+                 FROM videos.pending_uploads WHERE expires_at < now() LIMIT 100",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(pending).collect())
+    }
+
+    /// Whether any video or pending upload refers to the object `key`.
+    pub async fn object_referenced(&self, key: &str) -> Result<bool, DbError> {
+        let row = self
+            .0
+            .query_one(
+                "SELECT",
+                "videos.videos",
+                "SELECT EXISTS (SELECT 1 FROM videos.videos
+                                WHERE object_key = $1 OR thumbnail_key = $1)
+                     OR EXISTS (SELECT 1 FROM videos.pending_uploads WHERE object_key = $1)",
+                &[&key],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Records an uploaded video and queues its processing, in one transaction: both or
-    /// neither. Each step has the span the design document names.
+    /// neither (and a direct upload's pending record goes in the same transaction). Each
+    /// step has the span the design document names.
     pub async fn create_video_with_job(
         &self,
         video: &NewVideo<'_>,
@@ -285,6 +403,11 @@ impl Store {
     ) -> Result<(), DbError> {
         let mut conn = self.0.pool().get().await?;
         let tx = conn.transaction().await?;
+        tx.execute(
+            "DELETE FROM videos.pending_uploads WHERE video_id = $1",
+            &[&video.id],
+        )
+        .await?;
         let size = i64::try_from(video.size_bytes).unwrap_or(i64::MAX);
         tx.execute(
             "INSERT INTO videos.videos

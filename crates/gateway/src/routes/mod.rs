@@ -45,7 +45,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(resource!("/users/{id}/following", get => users::following))
             .service(resource!("/users/{id}/videos", get => videos::list_user_videos))
             .service(resource!("/videos", get => videos::list_videos, post => videos::upload_video))
+            // Before `/videos/{id}`, which would take `uploads` for an id.
+            .service(resource!("/videos/uploads", post => videos::create_upload))
             .service(resource!("/videos/{id}", get => videos::get_video, patch => videos::update_video, delete => videos::delete_video))
+            .service(resource!("/videos/{id}/complete", post => videos::complete_upload))
             .service(resource!("/videos/{id}/playback", get => videos::playback))
             .service(resource!("/videos/{id}/stats", get => videos::get_video_stats))
             .service(resource!("/subscriptions/plans", get => plans::list_plans)),

@@ -6,8 +6,9 @@ use proto::common::v1::VideoStats;
 use proto::engagement::v1::GetVideoStatsRequest;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::{
-    DeleteVideoRequest, GetPlaybackRequest, GetVideoRequest, ListUserVideosRequest,
-    ListVideosRequest, ListVideosResponse, UpdateVideoRequest, UploadMetadata, UploadVideoRequest,
+    CompleteUploadRequest, CompletedPart, CreateUploadRequest, DeleteVideoRequest,
+    GetPlaybackRequest, GetVideoRequest, ListUserVideosRequest, ListVideosRequest,
+    ListVideosResponse, UpdateVideoRequest, UploadMetadata, UploadVideoRequest,
     UploadVideoResponse, Video, Visibility,
 };
 use serde::{Deserialize, Serialize};
@@ -201,18 +202,7 @@ pub async fn upload_video(
                     .collect();
                 metadata.declared_size = declared.unwrap_or(0).saturating_sub(MULTIPART_OVERHEAD);
                 let uploaded = stream_file(&me, &clients, metadata, field, max).await?;
-                let UploadVideoResponse {
-                    video_id,
-                    status: _,
-                    job_id,
-                } = uploaded;
-                return Ok(HttpResponse::Accepted()
-                    .insert_header(("Location", format!("/api/v1/videos/{video_id}")))
-                    .json(serde_json::json!({
-                        "video_id": video_id,
-                        "status": "uploaded",
-                        "job_id": job_id,
-                    })));
+                return Ok(accepted(uploaded));
             }
             other => {
                 return Err(ApiError::bad_request(format!(
@@ -357,4 +347,106 @@ pub async fn delete_video(
         .await
         .map_err(|s| ApiError::from_status(VIDEOS, &s))?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// 202 for an upload whose processing is queued.
+fn accepted(uploaded: UploadVideoResponse) -> HttpResponse {
+    let UploadVideoResponse {
+        video_id,
+        status: _,
+        job_id,
+    } = uploaded;
+    HttpResponse::Accepted()
+        .insert_header(("Location", format!("/api/v1/videos/{video_id}")))
+        .json(serde_json::json!({
+            "video_id": video_id,
+            "status": "uploaded",
+            "job_id": job_id,
+        }))
+}
+
+/// `POST /videos/uploads`: a direct upload of a large file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUpload {
+    title: String,
+    #[serde(default)]
+    description: String,
+    visibility: Option<String>,
+    size_bytes: u64,
+}
+
+pub async fn create_upload(
+    me: Authenticated,
+    clients: web::Data<Clients>,
+    limits: web::Data<UploadSettings>,
+    body: web::Json<NewUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let NewUpload {
+        title,
+        description,
+        visibility: raw,
+        size_bytes,
+    } = body.into_inner();
+    if size_bytes > limits.max_size_bytes {
+        return Err(too_large(limits.max_size_bytes));
+    }
+    let visibility = raw
+        .as_deref()
+        .map(visibility)
+        .transpose()?
+        .unwrap_or(Visibility::Public);
+    let created = clients
+        .videos
+        .clone()
+        .create_upload(me.request(CreateUploadRequest {
+            title,
+            description,
+            visibility: visibility as i32,
+            size_bytes,
+        }))
+        .await
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
+        .into_inner();
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// `POST /videos/{id}/complete`: `{"parts": [{"part_number", "etag"}]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Completion {
+    parts: Vec<PartEtag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartEtag {
+    part_number: u32,
+    etag: String,
+}
+
+pub async fn complete_upload(
+    me: Authenticated,
+    clients: web::Data<Clients>,
+    path: web::Path<String>,
+    body: web::Json<Completion>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id("id", &path)?;
+    let parts = body
+        .into_inner()
+        .parts
+        .into_iter()
+        .map(|PartEtag { part_number, etag }| CompletedPart { part_number, etag })
+        .collect();
+    let uploaded = clients
+        .videos
+        .clone()
+        .complete_upload(me.request(CompleteUploadRequest {
+            video_id: id.to_string(),
+            parts,
+        }))
+        .await
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
+        .into_inner();
+    Ok(accepted(uploaded))
 }

@@ -570,3 +570,114 @@ async fn the_owner_plays_changes_and_deletes_a_video_and_nobody_else_may() {
         .get(0);
     assert_eq!(counts, 0, "its counts are gone");
 }
+
+/// A video of `seconds` at a bitrate high enough to need more than one 8 MiB part.
+fn large_video(dir: &Path, seconds: u32) -> PathBuf {
+    let path = dir.join("large.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc=duration={seconds}:size=640x480:rate=25"))
+        .args([
+            "-pix_fmt", "yuv420p", "-c:v", "mpeg4", "-b:v", "40M", "-minrate", "40M",
+        ])
+        .args(["-maxrate", "40M", "-bufsize", "40M"])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success());
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_file_goes_straight_to_the_bucket_in_presigned_parts_and_ends_ready() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = std::fs::read(large_video(dir.path(), 3)).expect("sample");
+    assert!(
+        bytes.len() > 8 * 1024 * 1024,
+        "{} bytes is one part",
+        bytes.len()
+    );
+
+    let created = app
+        .http
+        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "title": "Large", "size_bytes": bytes.len() }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    let id = created["video_id"].as_str().expect("video_id").to_owned();
+    let part_size = created["part_size"].as_u64().expect("part_size") as usize;
+    let parts = created["parts"].as_array().expect("parts");
+    assert_eq!(parts.len(), bytes.len().div_ceil(part_size), "{created}");
+
+    // A plain HTTP client sends each part to its presigned URL.
+    let mut etags = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let chunk = bytes[i * part_size..((i + 1) * part_size).min(bytes.len())].to_vec();
+        let sent = app
+            .http
+            .put(part["url"].as_str().expect("url"))
+            .body(chunk)
+            .send()
+            .await
+            .expect("the store answers");
+        assert!(sent.status().is_success(), "part {i}: {}", sent.status());
+        let etag = sent.headers()["etag"].to_str().expect("etag").to_owned();
+        etags.push(serde_json::json!({ "part_number": part["part_number"], "etag": etag }));
+    }
+    let completed = app
+        .http
+        .post(format!("{}/api/v1/videos/{id}/complete", app.gateway_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "parts": etags }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(completed.status(), 202);
+    let body: Value = completed.json().await.expect("json");
+    assert_eq!(body["video_id"], id.as_str());
+    assert_eq!(body["status"], "uploaded");
+
+    let video = wait_for_status(&app, &token, &id, &["ready", "failed"]).await;
+    assert_eq!(video["status"], "ready", "{video}");
+    assert_eq!(video["size_bytes"], bytes.len());
+    assert_eq!(
+        (video["width"].clone(), video["height"].clone()),
+        (640.into(), 480.into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_direct_upload_is_aborted_by_the_sweep() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__UPLOADS__DIRECT_UPLOAD_TTL_SECS", "1")
+        .env("SOCIALFLOW__UPLOADS__SWEEP_INTERVAL_SECS", "1")
+        .spawn()
+        .await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let created = app
+        .http
+        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "title": "Never finished", "size_bytes": 1000 }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(created.status(), 201);
+    assert_eq!(rows(&app, "pending_uploads").await, 1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while rows(&app, "pending_uploads").await > 0 || app.bucket_contents().await.1 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned upload was never swept"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
