@@ -79,6 +79,8 @@ pub struct TestApp {
     pub redis_proxy: TcpProxy,
     /// Between video-service and engagement-service.
     pub engagement_proxy: TcpProxy,
+    /// Between every process and the object store.
+    pub s3_proxy: TcpProxy,
     /// Signs internal identity tokens as the gateway does, for calling services directly.
     pub identity: platform::identity::IdentityKey,
     /// The `auth.internal_token_secret` every process of this app shares.
@@ -138,6 +140,7 @@ impl TestApp {
                 .expect("redis address")
         };
         let redis_proxy = TcpProxy::start(redis_target).await;
+        let s3_proxy = TcpProxy::start(s3.addr()).await;
 
         let (user_l, user_grpc, user_admin) = grpc_listeners().await;
         let (video_l, video_grpc, video_admin) = grpc_listeners().await;
@@ -163,7 +166,10 @@ impl TestApp {
             ),
             ("SOCIALFLOW__REDIS__KEY_PREFIX", redis_prefix.clone()),
             ("SOCIALFLOW__REDIS__COMMAND_TIMEOUT_MS", "500".to_owned()),
-            ("SOCIALFLOW__S3__ENDPOINT", s3.endpoint()),
+            (
+                "SOCIALFLOW__S3__ENDPOINT",
+                format!("http://{}", s3_proxy.addr()),
+            ),
             ("SOCIALFLOW__S3__BUCKET", bucket.clone()),
             ("SOCIALFLOW__S3__ACCESS_KEY", s3::ACCESS_KEY.to_owned()),
             ("SOCIALFLOW__S3__SECRET_KEY", s3::SECRET_KEY.to_owned()),
@@ -306,6 +312,7 @@ impl TestApp {
             redis_prefix,
             redis_proxy,
             engagement_proxy,
+            s3_proxy,
             identity: platform::identity::IdentityKey::new(
                 &platform::config::InternalAuthSettings {
                     internal_token_secret: internal_secret.clone().into(),

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +12,10 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// While set, connections are refused (accepted and closed at once).
+    down: Arc<AtomicBool>,
+    /// Bumped to close every open connection.
+    cuts: watch::Sender<u64>,
     delay_ms: Arc<AtomicU64>,
 }
 
@@ -21,8 +25,11 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let (stop, stopped) = watch::channel(false);
+        let (cuts, cut) = watch::channel(0u64);
+        let down = Arc::new(AtomicBool::new(false));
         let delay_ms = Arc::new(AtomicU64::new(0));
         let delay = delay_ms.clone();
+        let refusing = down.clone();
         tokio::spawn(async move {
             let mut stopped_accept = stopped.clone();
             loop {
@@ -30,11 +37,18 @@ impl TcpProxy {
                     _ = stopped_accept.changed() => return,
                     accepted = listener.accept() => {
                         let Ok((client, _)) = accepted else { continue };
+                        if refusing.load(Ordering::SeqCst) {
+                            drop(client);
+                            continue;
+                        }
                         let stopped = stopped.clone();
+                        // Only cuts after this connection opened close it.
+                        let mut cut = cut.clone();
+                        cut.borrow_and_update();
                         let delay = delay.clone();
                         tokio::spawn(async move {
                             let Ok(upstream) = TcpStream::connect(target).await else { return };
-                            pipe(client, upstream, stopped, delay).await;
+                            pipe(client, upstream, stopped, cut, delay).await;
                         });
                     }
                 }
@@ -43,6 +57,8 @@ impl TcpProxy {
         Self {
             addr,
             stop,
+            down,
+            cuts,
             delay_ms,
         }
     }
@@ -54,6 +70,18 @@ impl TcpProxy {
     /// Closes the listener and every open connection: the target looks down.
     pub fn stop(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Makes the target unreachable until [`TcpProxy::restore`]: open connections are
+    /// closed, new ones refused.
+    pub fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Makes the target reachable again after [`TcpProxy::cut`].
+    pub fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
     }
 
     /// Holds every chunk going to the target for `delay` before forwarding it.
@@ -75,6 +103,7 @@ async fn pipe(
     client: TcpStream,
     upstream: TcpStream,
     mut stopped: watch::Receiver<bool>,
+    mut cut: watch::Receiver<u64>,
     delay: Arc<AtomicU64>,
 ) {
     let (mut client_read, mut client_write) = client.into_split();
@@ -100,6 +129,7 @@ async fn pipe(
     };
     tokio::select! {
         _ = stopped.changed() => {}
+        _ = cut.changed() => {}
         () = to_upstream => {}
         () = to_client => {}
     }

@@ -89,22 +89,32 @@ impl Objects {
         match self.upload_parts(key, &upload_id, head, rest, max).await {
             Ok(stored) => Ok(stored),
             Err(e) => {
-                let aborted = self
-                    .client
-                    .abort_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .instrument(s3_span("AbortMultipartUpload", &self.bucket))
-                    .await;
-                if let Err(abort) = aborted {
-                    // The periodic sweep of incomplete uploads will get it.
-                    tracing::warn!(key, error = %sdk_error(abort), "multipart upload not aborted");
+                if self.abort_multipart(key, &upload_id).await.is_err() {
+                    // The store may be what failed: keep trying in the background for a
+                    // minute rather than keep the client waiting for its error.
+                    let objects = self.clone();
+                    let key = key.to_owned();
+                    tokio::spawn(
+                        async move { objects.abort_eventually(&key, &upload_id).await }
+                            .in_current_span(),
+                    );
                 }
                 Err(e)
             }
         }
+    }
+
+    async fn abort_eventually(&self, key: &str, upload_id: &str) {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if self.abort_multipart(key, upload_id).await.is_ok() {
+                return;
+            }
+        }
+        tracing::warn!(
+            key,
+            "multipart upload not aborted; the store's own expiry will free it"
+        );
     }
 
     async fn upload_parts<S>(

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use testkit::{CapturedSpan, TestApp};
@@ -680,4 +681,62 @@ async fn an_abandoned_direct_upload_is_aborted_by_the_sweep() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_failing_mid_upload_is_a_clean_error_that_leaves_nothing_behind() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = std::fs::read(large_video(dir.path(), 3)).expect("sample");
+    let failed_before = metric(&app, r#"video_uploads_total{status="failed"}"#).await;
+
+    // The first bytes go through (the type is checked, the multipart upload begins), then
+    // the store goes away while the rest of the file is on its way.
+    let head = bytes[..4096].to_vec();
+    let rest = bytes[4096..].to_vec();
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(head)]).chain(futures::stream::once(
+        async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok(rest)
+        },
+    ));
+    let form = reqwest::multipart::Form::new()
+        .text("title", "Interrupted")
+        .part(
+            "file",
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body)).file_name("a.mp4"),
+        );
+    let sending = app
+        .http
+        .post(format!("{}/api/v1/videos", app.gateway_url()))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send();
+    let cutting = async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        app.s3_proxy.cut();
+    };
+    let (response, ()) = tokio::join!(sending, cutting);
+    expect_error(response.expect("gateway answers"), 503, "unavailable").await;
+    // The store comes back: the upload begun before it went away is aborted.
+    app.s3_proxy.restore();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.bucket_contents().await.1 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the multipart upload was never aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (keys, _) = app.bucket_contents().await;
+    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(rows(&app, "videos").await, 0);
+    assert_eq!(rows(&app, "jobs").await, 0);
+    assert_eq!(
+        metric(&app, r#"video_uploads_total{status="failed"}"#).await,
+        failed_before + 1.0
+    );
 }
