@@ -25,7 +25,7 @@ smoke: ## start the real binaries as `make run` does and check them from outside
 monitoring: ## check monitoring/ offline (promtool, amtool, rule tests, dashboards)
 	scripts/check-monitoring.sh
 
-drill: ## alert drill: real stack + Prometheus + Alertmanager, a fault fires HighErrorRate and resolves
+drill: ## alert drill: real stack + Prometheus + Alertmanager; an injected fault fires HighErrorRate, a stopped object store VideoUploadFailure; both resolve
 	python3 scripts/alert-drill.py
 
 seed: ## load demo data into a running stack

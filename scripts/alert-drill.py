@@ -11,6 +11,12 @@
    Then feeds alerts to a second Alertmanager running the shipped alertmanager.yml (delivery
    redirected here): critical → PagerDuty, warning → team webhook, and a critical inhibits
    the warnings of its own service only.
+   Videos: the stack's object store is an s3s-fs this script runs. One user (a new name each
+   run) uploads a real video (ffmpeg's test pattern) through the gateway and waits for it
+   to be processed (`ready`). Then the object store is stopped: uploads through the gateway
+   answer 503 and count as `failed`, and VideoUploadFailure{service="video-service"} must
+   reach the webhook. The store is started again on the same data, a real upload goes
+   through and becomes `ready`, and the resolved notification must arrive.
 3. Drives the rest of the traffic the dashboards show (logins that fail, lock an account,
    look like credential stuffing and hit the rate limit; authenticated requests; 4xx), then:
    - every metric any rule or dashboard references is exported by some process
@@ -39,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -59,6 +66,11 @@ VIDEO = "0190b000-0000-7000-8000-000000000002"
 SHORT_WINDOW = "20s"
 DEADLINE_ALERT = 150
 DEADLINE_RESOLVE = 150
+DEADLINE_READY = 90
+# A file video-service takes for an MP4 by its first bytes (an `ftyp` box): enough to be
+# stored, not to be processed. Sent only while the object store is down.
+FAKE_MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+FAKE_MP4 += b"\x00" * (600 - len(FAKE_MP4))
 
 results: list[tuple[bool, str]] = []
 
@@ -79,10 +91,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def request(method: str, url: str, body=None, headers=None, timeout=10.0):
-    data = None if body is None else json.dumps(body).encode()
+def request(method: str, url: str, body=None, headers=None, timeout=10.0, raw: bytes | None = None):
+    """JSON `body`, or `raw` bytes with the Content-Type of `headers`."""
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
+    if raw is None and data is not None:
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -91,6 +104,24 @@ def request(method: str, url: str, body=None, headers=None, timeout=10.0):
         return e.code, e.read()
     except (urllib.error.URLError, OSError) as e:
         return 0, str(e).encode()
+
+
+def stable_port() -> int:
+    """A free port below Linux's ephemeral range: one a stopped server can bind again, since
+    no outgoing connection takes it as its local port meanwhile."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in range(max(1024, low - 2000), low):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def wait_until(what: str, deadline_s: float, probe, every=0.5) -> bool:
@@ -333,6 +364,161 @@ def security_traffic() -> None:
         request("GET", f"{GATEWAY}/api/v1/users/{VIDEO}")
 
 
+# ----------------------------------------------------------------------------- videos
+
+
+class ObjectStore:
+    """The stack's S3-compatible store: an s3s-fs this script runs (scripts/dev-stack.sh uses
+    any store that answers on SOCIALFLOW__S3__ENDPOINT and starts none then), so the drill
+    can stop it and start it again on the same data."""
+
+    def __init__(self, tmp: str, env: dict) -> None:
+        self.port = stable_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.root = os.path.join(tmp, "s3")
+        os.makedirs(self.root)
+        self.log = os.path.join(tmp, "s3s-fs.log")
+        self.keys = (env.get("SOCIALFLOW__S3__ACCESS_KEY", "socialflow"),
+                     env.get("SOCIALFLOW__S3__SECRET_KEY", "socialflow-dev-secret"))
+        self.proc: subprocess.Popen | None = None
+
+    def answers(self) -> bool:
+        return request("GET", self.endpoint, timeout=2)[0] != 0
+
+    def start(self) -> bool:
+        self.proc = subprocess.Popen(
+            ["s3s-fs", "--host", "127.0.0.1", "--port", str(self.port),
+             "--access-key", self.keys[0], "--secret-key", self.keys[1], self.root],
+            stdout=open(self.log, "a"), stderr=subprocess.STDOUT,
+        )
+        return wait_until(f"s3s-fs on {self.endpoint}", 30, self.answers, every=0.2)
+
+    def stop(self) -> bool:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return not self.answers()
+
+
+def multipart(fields: list[tuple[str, str]], filename: str, content: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body: the text fields, then `file`."""
+    boundary = f"sf-drill-{uuid.uuid4().hex}"
+    out = b""
+    for name, value in fields:
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                f"{value}\r\n").encode()
+    out += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: video/mp4\r\n\r\n").encode() + content + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return out, f"multipart/form-data; boundary={boundary}"
+
+
+class Uploader:
+    """One user (a new name each run: the register and login rate limits are per address,
+    so the drill makes one registration and one login) uploading through the gateway."""
+
+    def __init__(self) -> None:
+        self.token = ""
+        self.name = f"drill_up_{os.getpid()}_{int(time.time()) % 100000}"
+
+    def sign_in(self) -> bool:
+        password = "drill uploads passphrase 2026"
+        status, _ = request("POST", f"{GATEWAY}/api/v1/auth/register", {
+            "email": f"{self.name}@example.com", "username": self.name,
+            "password": password, "display_name": "Drill uploader",
+        })
+        if status not in (200, 201):
+            say(f"register {self.name}: {status}")
+            return False
+        status, body = request("POST", f"{GATEWAY}/api/v1/auth/login", {"login": self.name, "password": password})
+        if status != 200:
+            say(f"login {self.name}: {status}")
+            return False
+        self.token = json.loads(body).get("access_token", "")
+        return bool(self.token)
+
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def upload(self, content: bytes, title: str) -> tuple[int, dict]:
+        body, content_type = multipart([("title", title), ("visibility", "public")], "drill.mp4", content)
+        status, reply = request("POST", f"{GATEWAY}/api/v1/videos", headers={**self.auth(), "Content-Type": content_type},
+                                raw=body, timeout=60)
+        try:
+            return status, json.loads(reply or b"{}")
+        except ValueError:
+            return status, {"raw": reply[:200].decode(errors="replace")}
+
+    def status_of(self, video_id: str) -> str:
+        status, body = request("GET", f"{GATEWAY}/api/v1/videos/{video_id}", headers=self.auth())
+        if status != 200:
+            return f"HTTP {status}"
+        return json.loads(body).get("status", "?")
+
+    def upload_until_ready(self, content: bytes, title: str, retry_for: float = 0) -> bool:
+        """Uploads (again while it fails, for up to `retry_for` s) and waits for `ready`."""
+        end = time.time() + retry_for
+        while True:
+            status, reply = self.upload(content, title)
+            if status == 202 or time.time() >= end:
+                break
+            time.sleep(1)
+        if not check(status == 202 and bool(reply.get("video_id")),
+                     f"a real video uploaded through the gateway is accepted (HTTP {status}, expected 202: {reply})"):
+            return False
+        video_id = reply["video_id"]
+        seen: list[str] = []
+
+        def ready() -> bool:
+            seen.append(self.status_of(video_id))
+            return seen[-1] in ("ready", "failed")
+
+        wait_until(f"video {video_id} processed", DEADLINE_READY, ready)
+        return check(bool(seen) and seen[-1] == "ready",
+                     f"video {video_id} is processed into `ready` (last seen: {seen[-1] if seen else None})")
+
+
+def real_video(tmp: str) -> bytes:
+    """One second of ffmpeg's test pattern, MPEG-4 in MP4: small, and decodable."""
+    out = os.path.join(tmp, "drill.mp4")
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=1:size=160x120:rate=10",
+                    "-pix_fmt", "yuv420p", "-c:v", "mpeg4", out], check=True)
+    with open(out, "rb") as f:
+        return f.read()
+
+
+def object_store_drill(store: ObjectStore, uploader: Uploader, video: bytes, hook: "Webhook") -> None:
+    """The object store goes away under real uploads: they fail (503, `failed`) and
+    VideoUploadFailure fires; it comes back: uploads work again and the alert resolves."""
+    check(store.stop(), f"the object store is stopped (s3s-fs on {store.endpoint})")
+    statuses = [uploader.upload(FAKE_MP4, "drill upload while the store is down")[0] for _ in range(3)]
+    check(all(s == 503 for s in statuses), f"uploads answer 503 while the object store is down ({statuses})")
+
+    def firing() -> bool:
+        uploader.upload(FAKE_MP4, "drill upload while the store is down")
+        time.sleep(0.2)
+        return bool(hook.alerts("VideoUploadFailure", "video-service", "firing"))
+
+    if check(wait_until("VideoUploadFailure firing", DEADLINE_ALERT, firing),
+             "the webhook received VideoUploadFailure for video-service"):
+        alert = hook.alerts("VideoUploadFailure", "video-service", "firing")[0]
+        check(alert["labels"].get("severity") == "critical"
+              and alert["annotations"].get("runbook_url", "").endswith("VideoUploadFailure.md"),
+              "the notification carries severity=critical and its runbook_url")
+
+    if not check(store.start(), f"the object store is started again on the same data ({store.endpoint})"):
+        return
+    # The first attempts may still meet the client's stale connections: retry a little.
+    uploader.upload_until_ready(video, "drill video after the outage", retry_for=30)
+    check(wait_until("VideoUploadFailure resolved", DEADLINE_RESOLVE,
+                     lambda: bool(hook.alerts("VideoUploadFailure", "video-service", "resolved")), every=1),
+          "the webhook received VideoUploadFailure's resolved notification")
+
+
 # ----------------------------------------------------------------------------- dashboards
 
 SERVICES = list(ADMIN)
@@ -395,7 +581,7 @@ def check_dashboards(prom_port: int) -> None:
 
 
 def main() -> int:
-    for tool in ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "psql"):
+    for tool in ("prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "psql", "s3s-fs", "ffmpeg"):
         if not shutil.which(tool):
             say(f"{tool} is missing: run scripts/install-test-deps.sh")
             print("alert-drill: 0 passed, 1 failed")
@@ -421,7 +607,12 @@ def main() -> int:
     procs: list[subprocess.Popen] = []
     hook = Webhook()
     am_port, prom_port, bb_port = free_port(), free_port(), free_port()
+    store = ObjectStore(tmp, env)
+    env["SOCIALFLOW__S3__ENDPOINT"] = store.endpoint
+    uploader = Uploader()
     try:
+        if not check(store.start(), f"the object store (s3s-fs) answers on {store.endpoint}"):
+            return 1
         say("starting the stack")
         stack = subprocess.Popen(
             [os.path.join(ROOT, "scripts", "dev-stack.sh")], env=env,
@@ -475,6 +666,12 @@ def main() -> int:
         check(wait_until("successful probes", 60, probes_up),
               f"the blackbox exporter's http_2xx probes of {', '.join(PROBED)} succeed")
 
+        # --- a video, uploaded and processed, for the video panels and as the baseline
+        video = real_video(tmp)
+        signed_in = check(uploader.sign_in(), f"a new user ({uploader.name}) registers and logs in")
+        if signed_in:
+            uploader.upload_until_ready(video, "drill video")
+
         # --- the fault
         status, _ = request("PUT", "http://127.0.0.1:9002/admin/faults/GetVideo",
                             {"kind": "error", "code": "UNAVAILABLE", "ratio": 1.0})
@@ -507,6 +704,10 @@ def main() -> int:
 
         check_routing_and_inhibition(tmp, hook, procs)
 
+        # --- the object store fails under real uploads: VideoUploadFailure
+        if signed_in:
+            object_store_drill(store, uploader, video, hook)
+
         # --- every referenced metric is exported; every dashboard panel has data
         urls = [f"http://127.0.0.1:{p}/metrics" for p in ADMIN.values()]
         rc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "metrics_referenced.py"), "--check", *urls])
@@ -523,6 +724,7 @@ def main() -> int:
                 p.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 p.kill()
+        store.stop()
         hook.server.shutdown()
         subprocess.run(
             f"redis-cli --scan --pattern '{env['SOCIALFLOW__REDIS__KEY_PREFIX']}*' | xargs -r redis-cli del",

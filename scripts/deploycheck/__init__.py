@@ -4,6 +4,8 @@
     report.py         Report: the `ok`/`FAIL` lines and the `deploy: N passed, M failed` total
     settings.py       what each binary reads: Settings structs + TOML defaults, shared keys
     routes.py         what each kind of port serves, read from the Rust code
+    media.py          the programs a process runs (ffprobe, ffmpeg) and the temp space it needs,
+                      from its settings; checks of compose's and a pod's writable temp dir
     static.py         Static: runs the offline checks in order (plus the code-model checks)
     compose.py        docker-compose.yml
     observability.py  compose's log pipeline (Loki, Alloy) and uptime probes (blackbox exporter):

@@ -68,6 +68,7 @@ class ChartChecks:
                 "port out of range": {"userService": {"ports": {"grpc": 70000, "admin": 9001}}},
                 "a blackbox prober with a scheme": {"metrics": {"probe": {"proberUrl": "http://blackbox:9115"}}},
                 "a probe target that is not a URL": {"metrics": {"probe": {"targets": ["api.example.com/health"]}}},
+                "a /tmp size that is not a quantity": {"videoService": {"tmpDir": {"sizeLimit": "2 GB"}}},
             }
             for what, override in bad.items():
                 if validator.is_valid(deep_merge(defaults, override)):
@@ -96,6 +97,21 @@ class ChartChecks:
         for name, objects in self.rendered.items():
             self.r.run(f"helm: objects, probes, env, security, shutdown ({name})",
                        lambda objects=objects, name=name: self.chart_objects(objects, scenarios[name]))
+
+        def video_tmp() -> list[str]:
+            """video-service's /tmp must follow its settings: more workers (or a larger upload
+            limit) without a larger tmpDir.sizeLimit are refused, and raising it fixes that."""
+            p = []
+            two = {"videoService": {"settings": {"processing": {"workers": 2}}}}
+            complaints = [x for x in self.chart_objects(helm_render(two)[0], two) if "/tmp" in x]
+            if not complaints:
+                p.append("2 processing workers with the default videoService.tmpDir pass the checks")
+            raised = deep_merge(two, {"videoService": {"tmpDir": {"sizeLimit": "5Gi"},
+                                                       "resources": {"requests": {"ephemeral-storage": "5Gi"}}}})
+            p += [f"with tmpDir.sizeLimit 5Gi: {x}" for x in self.chart_objects(helm_render(raised)[0], raised)]
+            return p
+        self.r.run("helm: video-service's /tmp emptyDir is sized from uploads.max_size_bytes x processing.workers "
+                   "(2 workers need a larger videoService.tmpDir.sizeLimit)", video_tmp)
 
         def ingress_hops() -> list[str]:
             """Behind an Ingress, 0 trusted hops makes every client one for the rate limits:

@@ -8,6 +8,7 @@ import re
 import urllib.parse
 
 from .common import BINARIES, CHART, deep_merge, url_host_port, yaml
+from .media import pod_scratch_problems, scratch_bytes, tool_problems
 from .settings import SHARED_KEYS, deployment_problems, grpc_urls, required_env, type_problem
 
 # Helper variables the chart defines to build a URL with $(NAME); no binary reads them.
@@ -152,6 +153,10 @@ class ChartObjectChecks:
                 p.append(f"{binary}: privilege escalation allowed")
             if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
                 p.append(f"{binary}: capabilities not dropped")
+            # Child programs the image has, and room under the temp dir for what it downloads.
+            p += tool_problems(s, binary, eff)
+            if (need := scratch_bytes(s, binary, eff)):
+                p += pod_scratch_problems(binary, pod, need)
             res = c.get("resources") or {}
             if not (res.get("requests") or {}).get("cpu") or not (res.get("limits") or {}).get("memory"):
                 p.append(f"{binary}: no cpu request or memory limit")

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from .common import BINARIES, COMPOSE_FILE, ROOT, clean_env, duration_secs, mem_bytes, sh, url_host_port, yaml
+from .media import DEFAULT_TMPDIR, compose_scratch_problems, scratch_bytes, tool_problems
 from .settings import deployment_problems, grpc_urls, required_env, shared_key_problems, type_problem
 
 # The services every compose profile must have, by role.
@@ -51,6 +52,8 @@ class ComposeChecks:
             env = {k: str(v) for k, v in (svc.get("environment") or {}).items()}
             names = s.env_names(binary)
             for k, v in env.items():
+                if k == "TMPDIR":
+                    continue  # not a setting: where the tempfile crate puts temp files
                 if k not in names:
                     p.append(f"{k} is not a setting {binary} reads")
                 elif (tp := type_problem(names[k][2], v)):
@@ -116,6 +119,10 @@ class ComposeChecks:
                 p.append(f"stop_grace_period {svc.get('stop_grace_period', '10s')} does not cover the {grace} s drain")
             if not svc.get("read_only") or "ALL" not in (svc.get("cap_drop") or []):
                 p.append("not read_only with all capabilities dropped")
+            # Child programs the image has, and room under the temp dir for what it downloads.
+            p += tool_problems(s, binary, eff)
+            if (need := scratch_bytes(s, binary, eff)):
+                p += compose_scratch_problems(binary, svc, need, env.get("TMPDIR", DEFAULT_TMPDIR))
             if svc.get("profiles"):
                 p.append(f"has profiles {svc['profiles']}: the app must be in every profile")
             build = svc.get("build") or {}
@@ -126,6 +133,31 @@ class ComposeChecks:
         for binary in BINARIES:
             self.r.run(f"compose: {binary}: healthcheck, memory limit, healthy data stores, env names and ports match the code",
                        lambda b=binary: app_checks(b))
+
+        def scratch_check_bites() -> list[str]:
+            """The temp-dir rule of app_checks refuses what would break processing."""
+            p = []
+            for binary in BINARIES:
+                eff = s.effective(binary, {k: str(v) for k, v in (services[binary].get("environment") or {}).items()})
+                need = scratch_bytes(s, binary, eff)
+                if not need:
+                    continue
+                base = {k: v for k, v in services[binary].items() if k not in ("tmpfs", "volumes")}
+                bad = {
+                    "nothing at /tmp": {},
+                    "a read-only volume": {"volumes": ["scratch:/tmp:ro"]},
+                    "a tmpfs without a size": {"tmpfs": ["/tmp"]},
+                    "a tmpfs smaller than a video": {"tmpfs": ["/tmp:size=64m"]},
+                    "a tmpfs the memory limit cannot hold": {"tmpfs": [f"/tmp:size={need}"], "mem_limit": "256m"},
+                }
+                for what, extra in bad.items():
+                    if not compose_scratch_problems(binary, {**base, **extra}, need):
+                        p.append(f"{binary}: accepts {what}")
+                if compose_scratch_problems(binary, {**base, "volumes": ["scratch:/tmp"]}, need):
+                    p.append(f"{binary}: refuses a disk volume at /tmp")
+            return p
+        self.r.run("compose: the check of video-service's /tmp refuses none, read-only, unsized, too small or "
+                   "RAM beyond mem_limit", scratch_check_bites)
 
         def profiles() -> list[str]:
             p = []

@@ -9,7 +9,8 @@ import shutil
 import sysconfig
 from pathlib import Path
 
-from .common import BINARIES, DOCKERFILE, ROOT, sh
+from .common import BINARIES, CHART, DOCKERFILE, ROOT, sh, yaml
+from .media import child_tools, debian_version
 
 
 class Dockerfile:
@@ -27,11 +28,16 @@ class Dockerfile:
             buf = ""
         self.stages: dict[str, dict] = {}
         self.order: list[str] = []
+        # ARGs before the first FROM (usable in FROM lines): name -> default.
+        self.args: dict[str, str] = {}
         current = None
         for line in filter(None, lines):
             word, _, rest = line.partition(" ")
             word = word.upper()
-            if word == "FROM":
+            if word == "ARG" and current is None:
+                name, _, default = rest.strip().partition("=")
+                self.args[name] = default.strip('"')
+            elif word == "FROM":
                 m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", rest, re.I)
                 current = (m.group(2) or f"stage{len(self.order)}").lower()
                 self.stages[current] = {"from": m.group(1), "instructions": []}
@@ -56,6 +62,14 @@ class Dockerfile:
     def last(self, stage: str, word: str) -> str | None:
         found = self.effective(stage, word)
         return found[-1] if found else None
+
+    def base(self, stage: str) -> str:
+        """The external image a stage is built on, global ARGs substituted."""
+        image = self.stages[self.chain(stage)[-1]]["from"]
+        return re.sub(r"\$\{?(\w+)\}?", lambda m: self.args.get(m.group(1), m.group(0)), image)
+
+    def label_keys(self, stage: str) -> set[str]:
+        return {k for rest in self.effective(stage, "LABEL") for k in re.findall(r"([\w.-]+)=", rest)}
 
 
 def hadolint_fallback(path: Path) -> list[str]:
@@ -134,6 +148,69 @@ class DockerfileChecks:
         for binary in BINARIES:
             self.r.run(f"dockerfile: target {binary}: one binary, non-root, HEALTHCHECK via `{binary} healthcheck`, ports, labels",
                        lambda b=binary: per_binary(b))
+
+        # Runtimes: distroless, but for a process that runs programs (child_tools, from its
+        # Settings): Debian slim with their package. Every runtime on the builder's Debian
+        # release (the binaries are linked against its glibc) and as the chart's runAsUser.
+        builders = [st for st in df.order
+                    if any(w == "RUN" and "cargo build" in r for w, r in df.stages[st]["instructions"])]
+        uid = str(yaml.safe_load((CHART / "values.yaml").read_text())["securityContext"]["runAsUser"])
+
+        def runtime(binary: str) -> list[str]:
+            if binary not in df.stages:
+                return [f"no stage (target) named {binary}"]
+            p = []
+            base = df.base(binary)
+            build = {df.base(b) for b in builders}
+            want = {debian_version(b) for b in build}
+            if len(want) != 1 or None in want:
+                p.append(f"cannot tell the builder's Debian release from {sorted(build)}")
+            elif debian_version(base) != next(iter(want)):
+                p.append(f"runtime {base} is Debian {debian_version(base)}, the builder {sorted(build)} Debian "
+                         f"{next(iter(want))}: the binary needs the glibc it was linked against")
+            user = (df.last(binary, "USER") or "").split(":")
+            if user[0] != uid or (len(user) > 1 and user[1] != uid):
+                p.append(f"USER {':'.join(user)!r}, the chart runs it as {uid}:{uid} (securityContext.runAsUser)")
+            tools = child_tools(s, binary)
+            runs = " ".join(r for st in df.chain(binary) for w, r in df.stages[st]["instructions"] if w == "RUN")
+            if not tools:
+                if not base.startswith("gcr.io/distroless/"):
+                    p.append(f"runtime {base}: a process that runs no other program stays on distroless")
+                return p
+            shared = df.chain(next(b for b in BINARIES if b in df.stages and not child_tools(s, b)))[-1]
+            if not re.match(r"debian:[\w.-]*slim", base):
+                p.append(f"runtime {base}: runs {sorted(tools)}, so it needs a Debian slim base to install them on")
+            packages = set()
+            for cmd in re.split(r"&&|;", runs):
+                if "apt-get install" in cmd:
+                    if "--no-install-recommends" not in cmd:
+                        p.append(f"`{cmd.strip()}` without --no-install-recommends")
+                    packages |= {w.split("=")[0] for w in cmd.split("install", 1)[1].split() if not w.startswith("-")}
+            for setting, package in sorted(tools.items()):
+                if package not in packages:
+                    p.append(f"{setting} names a program of Debian's {package} package, which is not installed")
+            if packages and "ca-certificates" not in packages:
+                p.append("no ca-certificates (distroless has them; the binary's TLS reads the system roots)")
+            if packages and not re.search(r"rm -rf /var/lib/apt/lists", runs):
+                p.append("the apt lists stay in the image (rm -rf /var/lib/apt/lists/*)")
+            if not re.search(rf"(useradd|adduser)\b[^&;]*--uid {uid}\b", runs):
+                p.append(f"no user {uid} created (distroless has `nonroot` {uid} in /etc/passwd)")
+            for word in ("WORKDIR", "STOPSIGNAL"):
+                if df.last(binary, word) != df.last(shared, word):
+                    p.append(f"{word} {df.last(binary, word)!r}, the shared runtime {shared} has {df.last(shared, word)!r}")
+            if df.label_keys(binary) - {"org.opencontainers.image.title", "org.opencontainers.image.description"} \
+                    != df.label_keys(shared):
+                p.append(f"labels {sorted(df.label_keys(binary))} differ from the shared runtime's {sorted(df.label_keys(shared))}")
+            return p
+
+        for binary in BINARIES:
+            tools = child_tools(s, binary)
+            what = "distroless"
+            if tools:
+                what = (f"Debian slim with {', '.join(sorted(set(tools.values())))} (for {', '.join(sorted(tools))}) "
+                        "and the shared runtime's labels, WORKDIR, STOPSIGNAL")
+            self.r.run(f"dockerfile: target {binary}: runtime is {what}; the builder's Debian release; uid {uid}",
+                       lambda b=binary: runtime(b))
 
         def build() -> list[str]:
             p = []

@@ -32,7 +32,7 @@ class Settings:
 
     def __init__(self) -> None:
         sources = rust_sources()
-        structs = rust_structs(sources)
+        all_structs = rust_structs(sources)
         self.problems: list[str] = []
         shared = tomllib.loads((ROOT / "crates/platform/config/shared-defaults.toml").read_text())
         self.defaults: dict[str, dict] = {}
@@ -42,6 +42,10 @@ class Settings:
             if not (crate / "src/main.rs").exists():
                 self.problems.append(f"crates/{binary}/src/main.rs missing: binary {binary} is not crate {binary}")
                 continue
+            # Two crates may define a struct of the same name (the gateway's and
+            # video-service's UploadSettings): the binary's own crate's wins.
+            structs = {**all_structs, **rust_structs(
+                {p: t for p, t in sources.items() if p.startswith(f"crates/{binary}/src/")})}
             own = tomllib.loads((crate / "config/default.toml").read_text())
             merged = copy.deepcopy(shared)
             for section, keys in own.items():
