@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: run test seed lint fmt fmt-check clippy build deps unit smoke monitoring drill help up down down-volumes images chart-rules deploy-check deploy-check-live
+.PHONY: bench run test seed lint fmt fmt-check clippy build deps unit smoke monitoring drill help up down down-volumes images chart-rules deploy-check deploy-check-live
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ monitoring: ## check monitoring/ offline (promtool, amtool, rule tests, dashboar
 
 drill: ## alert drill: real stack + Prometheus + Alertmanager; an injected fault fires HighErrorRate, a stopped object store VideoUploadFailure; both resolve
 	python3 scripts/alert-drill.py
+
+bench: ## benchmarks on release builds: peak memory of the gateway and video-service while 1 GiB uploads
+	python3 scripts/bench-upload.py
 
 seed: ## load demo data into a running stack
 	@scripts/seed.sh

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod database;
 pub mod faults;
+mod field;
 pub mod grpc;
 pub mod health;
 pub mod identity;
@@ -19,6 +20,7 @@ pub mod s3;
 pub mod service;
 pub mod worker;
 
+pub use field::InvalidField;
 pub use lifecycle::Lifecycle;
 
 #[doc(hidden)]

@@ -59,7 +59,7 @@ impl From<UserError> for Status {
     fn from(e: UserError) -> Self {
         let message = e.to_string();
         match e {
-            UserError::Invalid(field) => platform::grpc::invalid_field(field.field, message),
+            UserError::Invalid(field) => field.into(),
             UserError::Page(page) => page.into(),
             UserError::Taken(_) => Status::already_exists(message),
             UserError::NotFound(_) => Status::not_found(message),

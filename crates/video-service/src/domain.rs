@@ -62,22 +62,7 @@ pub fn may_see(visibility: Visibility, owner: Uuid, caller: Option<Uuid>) -> boo
     visibility != Visibility::Private || caller == Some(owner)
 }
 
-/// A field that failed validation, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidField {
-    pub field: &'static str,
-    pub reason: String,
-}
-
-impl InvalidField {
-    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+pub use platform::InvalidField;
 
 /// A title: trimmed, 1 to 200 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,7 +43,7 @@ impl From<VideoError> for Status {
     fn from(e: VideoError) -> Self {
         let message = e.to_string();
         match e {
-            VideoError::Invalid(field) => platform::grpc::invalid_field(field.field, message),
+            VideoError::Invalid(field) => field.into(),
             VideoError::Page(page) => page.into(),
             VideoError::NotFound(_) => Status::not_found(message),
             VideoError::Forbidden(_) => Status::permission_denied(message),

@@ -315,27 +315,6 @@ impl Objects {
             .map_err(|e| e.to_string())
     }
 
-    /// An object's size and SHA-256, read as a stream (memory bounded by one chunk).
-    pub async fn digest(&self, key: &str) -> Result<(u64, Vec<u8>), String> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .instrument(s3_span("GetObject", &self.bucket))
-            .await
-            .map_err(sdk_error)?;
-        let mut body = object.body;
-        let mut digest = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
-            size += chunk.len() as u64;
-            digest.update(&chunk);
-        }
-        Ok((size, digest.finalize().to_vec()))
-    }
-
     /// Keys under `prefix` last changed before `before` (one page of at most 1000).
     pub async fn keys_older_than(
         &self,
@@ -390,8 +369,17 @@ impl Objects {
             .map_err(sdk_error)
     }
 
+    /// An object's size and SHA-256, read as a stream (memory bounded by one chunk).
+    pub async fn digest(&self, key: &str) -> Result<(u64, Vec<u8>), String> {
+        self.read(key, None).await
+    }
+
     /// Writes the object `key` to `path`, streaming; returns its size and SHA-256.
     pub async fn download(&self, key: &str, path: &Path) -> Result<(u64, Vec<u8>), String> {
+        self.read(key, Some(path)).await
+    }
+
+    async fn read(&self, key: &str, to: Option<&Path>) -> Result<(u64, Vec<u8>), String> {
         let object = self
             .client
             .get_object()
@@ -402,17 +390,26 @@ impl Objects {
             .await
             .map_err(sdk_error)?;
         let mut body = object.body;
-        let mut file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut file = match to {
+            Some(path) => Some(
+                tokio::fs::File::create(path)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         let mut digest = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
             size += chunk.len() as u64;
             digest.update(&chunk);
-            file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            if let Some(file) = file.as_mut() {
+                file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            }
         }
-        file.flush().await.map_err(|e| e.to_string())?;
+        if let Some(file) = file.as_mut() {
+            file.flush().await.map_err(|e| e.to_string())?;
+        }
         Ok((size, digest.finalize().to_vec()))
     }
 

@@ -20,19 +20,4 @@ impl std::fmt::Display for UserId {
     }
 }
 
-/// A field that failed validation, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
-pub struct InvalidField {
-    pub field: &'static str,
-    pub reason: String,
-}
-
-impl InvalidField {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            field,
-            reason: reason.into(),
-        }
-    }
-}
+pub use platform::InvalidField;
