@@ -35,7 +35,7 @@ type Task = Box<dyn FnOnce(Draining) -> BoxFuture<'static, anyhow::Result<()>> +
 
 /// A named background task.
 pub struct Worker {
-    name: &'static str,
+    name: String,
     task: Task,
     health: WorkerHealth,
 }
@@ -43,20 +43,21 @@ pub struct Worker {
 impl Worker {
     /// `task` runs until it has drained: it should return soon after `Draining::wait`
     /// resolves, once the work it holds is finished or handed back.
-    pub fn new<F, Fut>(name: &'static str, task: F) -> Self
+    /// `name` must be unique in the process: it names the worker's readiness check.
+    pub fn new<F, Fut>(name: impl Into<String>, task: F) -> Self
     where
         F: FnOnce(Draining) -> Fut + Send + 'static,
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         Self {
-            name,
+            name: name.into(),
             task: Box::new(move |draining| Box::pin(task(draining))),
             health: WorkerHealth::default(),
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Healthy from its start until it stops.
@@ -88,7 +89,7 @@ impl DrainTrigger {
 /// The running workers of a process.
 pub struct Workers {
     drain: Arc<watch::Sender<bool>>,
-    running: Vec<(&'static str, JoinHandle<anyhow::Result<()>>)>,
+    running: Vec<(String, JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl Workers {
@@ -101,15 +102,16 @@ impl Workers {
             flag.0.store(true, Ordering::SeqCst);
             let name = worker.name;
             let task = (worker.task)(Draining(draining.clone()));
-            let span = tracing::info_span!("worker", worker = name);
+            let span = tracing::info_span!("worker", worker = %name);
+            let label = name.clone();
             let handle = tokio::spawn(
                 async move {
                     let result = task.await;
                     flag.0.store(false, Ordering::SeqCst);
                     match &result {
-                        Ok(()) => tracing::info!(worker = name, "worker stopped"),
+                        Ok(()) => tracing::info!(worker = %label, "worker stopped"),
                         Err(e) => tracing::error!(
-                            worker = name,
+                            worker = %label,
                             error = format!("{e:#}"),
                             "worker failed"
                         ),

@@ -538,8 +538,9 @@ impl Videos {
                 }
             }
         }
-        if aborted + deleted > 0 {
-            tracing::info!(aborted, deleted, "upload sweep");
+        let pruned = self.store.prune_done_jobs().await?;
+        if aborted + deleted > 0 || pruned > 0 {
+            tracing::info!(aborted, deleted, pruned, "upload sweep");
         }
         Ok((aborted, deleted))
     }

@@ -39,13 +39,16 @@ pub fn workers(store: Store, objects: Objects, settings: ProcessingSettings) -> 
         objects,
         settings: settings.clone(),
     });
-    let mut workers: Vec<Worker> = (0..settings.workers)
-        .map(|_| {
+    let mut workers: Vec<Worker> = (1..=settings.workers)
+        .map(|n| {
             let processor = std::sync::Arc::clone(&processor);
-            Worker::new("video-processing", move |draining| async move {
-                processor.run(draining).await;
-                Ok(())
-            })
+            Worker::new(
+                format!("video-processing-{n}"),
+                move |draining| async move {
+                    processor.run(draining).await;
+                    Ok(())
+                },
+            )
         })
         .collect();
     workers.push(Worker::new("video-queue-gauges", move |draining| {
@@ -243,9 +246,20 @@ impl Processor {
         Ok(())
     }
 
+    /// How long `ffprobe` or `ffmpeg` may run: a third of the lease, so a hung one is
+    /// killed (`kill_on_drop`) and the attempt retried before another worker takes the job.
+    fn tool_time_limit(&self) -> Duration {
+        Duration::from_secs(
+            u64::try_from(self.settings.lease_secs / 3)
+                .unwrap_or(1)
+                .max(1),
+        )
+    }
+
     /// Duration, resolution and codec of the first video stream, from `ffprobe`.
     async fn probe(&self, file: &Path) -> Result<Probed, Failure> {
-        let output = tokio::process::Command::new(&self.settings.ffprobe)
+        let limit = self.tool_time_limit();
+        let run = tokio::process::Command::new(&self.settings.ffprobe)
             .args([
                 "-v",
                 "error",
@@ -257,8 +271,10 @@ impl Processor {
             .arg(file)
             .kill_on_drop(true)
             .output()
-            .instrument(tracing::info_span!("ffprobe"))
+            .instrument(tracing::info_span!("ffprobe"));
+        let output = tokio::time::timeout(limit, run)
             .await
+            .map_err(|_| Failure::Transient("ffprobe ran out of time".to_owned()))?
             .map_err(|e| Failure::Transient(format!("cannot run ffprobe: {e}")))?;
         if !output.status.success() {
             return Err(Failure::Permanent(
@@ -272,15 +288,18 @@ impl Processor {
     /// A 320 px wide JPEG of a frame a second in (or the first, for shorter videos).
     async fn thumbnail(&self, file: &Path, out: &Path, duration: u32) -> Result<(), Failure> {
         let at = if duration >= 2 { "1" } else { "0" };
-        let status = tokio::process::Command::new(&self.settings.ffmpeg)
+        let limit = self.tool_time_limit();
+        let run = tokio::process::Command::new(&self.settings.ffmpeg)
             .args(["-v", "error", "-y", "-ss", at, "-i"])
             .arg(file)
             .args(["-frames:v", "1", "-vf", "scale=320:-2"])
             .arg(out)
             .kill_on_drop(true)
             .status()
-            .instrument(tracing::info_span!("ffmpeg_thumbnail"))
+            .instrument(tracing::info_span!("ffmpeg_thumbnail"));
+        let status = tokio::time::timeout(limit, run)
             .await
+            .map_err(|_| Failure::Transient("ffmpeg ran out of time".to_owned()))?
             .map_err(|e| Failure::Transient(format!("cannot run ffmpeg: {e}")))?;
         if status.success() && out.exists() {
             Ok(())

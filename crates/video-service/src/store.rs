@@ -563,6 +563,19 @@ impl Store {
         .await
     }
 
+    /// Deletes jobs done more than a week ago (dead ones stay until their video goes).
+    pub async fn prune_done_jobs(&self) -> Result<u64, DbError> {
+        self.0
+            .execute(
+                "DELETE",
+                "videos.jobs",
+                "DELETE FROM videos.jobs
+                 WHERE state = 'done' AND updated_at < now() - interval '7 days'",
+                &[],
+            )
+            .await
+    }
+
     /// The SHA-256 the upload recorded of the video's object.
     pub async fn recorded_digest(&self, video_id: Uuid) -> Result<Option<Vec<u8>>, DbError> {
         let row = self
