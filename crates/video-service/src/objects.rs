@@ -162,20 +162,9 @@ impl Objects {
             );
         }
         let count = parts.len();
-        self.client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .instrument(s3_span("CompleteMultipartUpload", &self.bucket))
+        self.complete_multipart(key, upload_id, parts)
             .await
-            .map_err(|e| PutError::Storage(sdk_error(e)))?;
+            .map_err(PutError::Storage)?;
         Ok(Stored {
             size_bytes: size,
             sha256: digest.finalize().to_vec(),
@@ -189,7 +178,7 @@ impl Objects {
         upload_id: &str,
         number: usize,
         body: Bytes,
-    ) -> Result<CompletedPart, PutError> {
+    ) -> Result<(i32, String), PutError> {
         let number = i32::try_from(number).map_err(storage)?;
         let uploaded = self
             .client
@@ -203,10 +192,7 @@ impl Objects {
             .instrument(s3_span("UploadPart", &self.bucket))
             .await
             .map_err(|e| PutError::Storage(sdk_error(e)))?;
-        Ok(CompletedPart::builder()
-            .part_number(number)
-            .set_e_tag(uploaded.e_tag().map(str::to_owned))
-            .build())
+        Ok((number, uploaded.e_tag().unwrap_or_default().to_owned()))
     }
 
     /// Starts a multipart upload the client sends itself; its upload id.
