@@ -1,7 +1,10 @@
 //! video-service's use cases: typed arguments in (domain types, the caller's id), domain
 //! values or a [`VideoError`] out. No protobuf here; `grpc.rs` translates.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -69,6 +72,8 @@ pub struct Videos {
     store: Store,
     objects: Objects,
     counts: Counts,
+    /// Uploads received or verified at once: each holds up to an 8 MiB part in memory.
+    upload_slots: Arc<Semaphore>,
     uploads: UploadSettings,
     processing: ProcessingSettings,
     playback: PlaybackSettings,
@@ -87,6 +92,7 @@ impl Videos {
             store,
             objects,
             counts,
+            upload_slots: Arc::new(Semaphore::new(uploads.max_concurrent)),
             uploads,
             processing,
             playback,
@@ -265,6 +271,11 @@ impl Videos {
         S: Stream<Item = Result<Bytes, String>> + Unpin,
     {
         let started = Instant::now();
+        let Ok(_slot) = Arc::clone(&self.upload_slots).try_acquire_owned() else {
+            let busy = Err(VideoError::Busy);
+            count_upload(&busy, started);
+            return busy;
+        };
         let video_id = Uuid::now_v7();
         let span = tracing::info_span!(
             "video_upload",
@@ -301,7 +312,7 @@ impl Videos {
         let key = format!("videos/{video_id}");
         let upload_id = self
             .objects
-            .start_multipart(&key)
+            .start_multipart(&key, None)
             .await
             .map_err(VideoError::Storage)?;
         let ttl = Duration::from_secs(self.uploads.direct_upload_ttl_secs);
@@ -373,6 +384,11 @@ impl Videos {
         parts: Vec<(i32, String)>,
     ) -> Result<Uploaded, VideoError> {
         let started = Instant::now();
+        let Ok(_slot) = Arc::clone(&self.upload_slots).try_acquire_owned() else {
+            let busy = Err(VideoError::Busy);
+            count_upload(&busy, started);
+            return busy;
+        };
         let span = tracing::info_span!(
             "video_upload",
             user_id = %caller,
@@ -632,7 +648,9 @@ fn count_upload(result: &Result<Uploaded, VideoError>, started: Instant) {
             | VideoError::Invalid(_)
             | VideoError::Interrupted(_)
             | VideoError::NotFound(_)
-            | VideoError::Forbidden(_),
+            | VideoError::Forbidden(_)
+            // Shed on purpose, to be retried: not a failure of the system.
+            | VideoError::Busy,
         ) => "rejected",
         Err(_) => "failed",
     };

@@ -22,6 +22,9 @@ pub enum VideoError {
     NotReady(uuid::Uuid),
     #[error("the file is larger than {max} bytes")]
     TooLarge { max: u64 },
+    /// Every upload slot is taken (`uploads.max_concurrent`).
+    #[error("too many uploads are in progress right now; try again shortly")]
+    Busy,
     #[error("the file is not a video this service takes (MP4, QuickTime, WebM or Matroska)")]
     NotAVideo,
     /// The client's stream failed or ended before the upload was whole.
@@ -59,6 +62,7 @@ impl From<VideoError> for Status {
                 UNSUPPORTED_MEDIA_TYPE,
             ),
             VideoError::Interrupted(_) => Status::cancelled(message),
+            VideoError::Busy => platform::grpc::overloaded(message, 5),
             VideoError::Storage(e) => {
                 tracing::error!(error = %e, "object store failure");
                 Status::unavailable("the video store is unavailable; try again shortly")

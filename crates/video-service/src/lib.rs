@@ -23,6 +23,9 @@ pub struct UploadSettings {
     /// Largest video accepted, in bytes (413 beyond it, checked against the declared length
     /// and while streaming).
     pub max_size_bytes: u64,
+    /// Uploads streamed in or verified at once by this process; more get 503 with
+    /// Retry-After. Each holds up to two 8 MiB parts in memory.
+    pub max_concurrent: usize,
     /// How long the presigned part URLs of a direct upload work, and how long the upload
     /// may stay incomplete before the sweep aborts it, in seconds.
     pub direct_upload_ttl_secs: u64,

@@ -75,17 +75,10 @@ impl Objects {
     where
         S: Stream<Item = Result<Bytes, String>> + Unpin,
     {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .send()
-            .instrument(s3_span("CreateMultipartUpload", &self.bucket))
+        let upload_id = self
+            .start_multipart(key, Some(content_type))
             .await
-            .map_err(|e| PutError::Storage(sdk_error(e)))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+            .map_err(PutError::Storage)?;
         match self.upload_parts(key, &upload_id, head, rest, max).await {
             Ok(stored) => Ok(stored),
             Err(e) => {
@@ -195,13 +188,18 @@ impl Objects {
         Ok((number, uploaded.e_tag().unwrap_or_default().to_owned()))
     }
 
-    /// Starts a multipart upload the client sends itself; its upload id.
-    pub async fn start_multipart(&self, key: &str) -> Result<String, String> {
+    /// Starts a multipart upload (ours, or one the client sends itself); its upload id.
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+    ) -> Result<String, String> {
         let created = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_content_type(content_type.map(str::to_owned))
             .send()
             .instrument(s3_span("CreateMultipartUpload", &self.bucket))
             .await

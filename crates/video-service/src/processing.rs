@@ -439,6 +439,7 @@ mod queue_tests {
             crate::counts::Counts::new(nowhere),
             UploadSettings {
                 max_size_bytes: 10 * 1024 * 1024,
+                max_concurrent: 2,
                 direct_upload_ttl_secs: 60,
                 sweep_interval_secs: 60,
             },

@@ -99,11 +99,11 @@ pub async fn get_video(
         .clone()
         .get_video(viewer.request(GetVideoRequest { id: id.to_string() }))
         .await
-        .map_err(|s| ApiError::from_status("video-service", &s))?
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
         .into_inner();
-    let video = reply.video.ok_or_else(|| {
-        ApiError::from_status("video-service", &tonic::Status::internal("empty reply"))
-    })?;
+    let video = reply
+        .video
+        .ok_or_else(|| ApiError::from_status(VIDEOS, &tonic::Status::internal("empty reply")))?;
     Ok(HttpResponse::Ok().json(VideoWithStats {
         video,
         stats: reply.stats,
@@ -126,6 +126,9 @@ pub async fn get_video_stats(
         .into_inner();
     Ok(HttpResponse::Ok().json(reply.stats.unwrap_or_default()))
 }
+
+/// Fields an upload form may have (title, description and visibility, once each, then file).
+const MAX_FIELDS: usize = 4;
 
 /// Bytes a multipart body adds around the file (boundaries, part headers, the text fields).
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -180,8 +183,16 @@ pub async fn upload_video(
         declared_size: 0,
         ..UploadMetadata::default()
     };
+    // Text fields before the file are few and small: a body of endless ones is refused.
+    let mut fields = 0;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(bad_multipart)?;
+        fields += 1;
+        if fields > MAX_FIELDS {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_FIELDS} fields: title, description, visibility and file"
+            )));
+        }
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "title" => metadata.title = text_field(&mut field, "title", 1024).await?,

@@ -740,3 +740,73 @@ async fn the_store_failing_mid_upload_is_a_clean_error_that_leaves_nothing_behin
         failed_before + 1.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_the_concurrency_bound_are_shed_and_a_form_of_endless_fields_refused() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__UPLOADS__MAX_CONCURRENT", "1")
+        .spawn()
+        .await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bytes = std::fs::read(sample_video(dir.path(), 1)).expect("sample");
+
+    // One upload holds the only slot while its body trickles in.
+    let (head, rest) = (bytes[..4096].to_vec(), bytes[4096..].to_vec());
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let body = futures::stream::iter([Ok::<_, std::io::Error>(head)]).chain(futures::stream::once(
+        async move {
+            let _ = released.await;
+            Ok(rest)
+        },
+    ));
+    let form = reqwest::multipart::Form::new().text("title", "Slow").part(
+        "file",
+        reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body)).file_name("a.mp4"),
+    );
+    let slow = tokio::spawn(
+        app.http
+            .post(format!("{}/api/v1/videos", app.gateway_url()))
+            .bearer_auth(&token)
+            .multipart(form)
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let shed = upload(
+        &app,
+        Some(&token),
+        "Second",
+        "public",
+        "b.mp4",
+        bytes.clone(),
+    )
+    .await;
+    let retry_after = shed
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(retry_after.is_some_and(|s| s >= 1), "{retry_after:?}");
+    expect_error(shed, 503, "overloaded").await;
+    let _ = release.send(());
+    let slow = slow.await.expect("joined").expect("gateway answers");
+    assert_eq!(slow.status(), 202, "the first upload completes");
+    // With the slot free again, the next one goes through.
+    let again = upload(&app, Some(&token), "Third", "public", "c.mp4", bytes).await;
+    assert_eq!(again.status(), 202);
+
+    let mut form = reqwest::multipart::Form::new();
+    for i in 0..10 {
+        form = form.text("title", format!("title {i}"));
+    }
+    let endless = app
+        .http
+        .post(format!("{}/api/v1/videos", app.gateway_url()))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("gateway answers");
+    expect_error(endless, 400, "invalid_argument").await;
+}
