@@ -54,6 +54,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".socialflow.video.v1.Video.visibility",
             "#[serde(serialize_with = \"crate::serde_ext::visibility\")]",
         )
+        .type_attribute(".socialflow.engagement.v1.Author", serialize)
+        .type_attribute(".socialflow.engagement.v1.Comment", serialize)
+        .field_attribute(".socialflow.engagement.v1.Comment.created_at", timestamp)
+        .type_attribute(".socialflow.engagement.v1.Post", serialize)
+        .field_attribute(".socialflow.engagement.v1.Post.created_at", timestamp)
+        .type_attribute(".socialflow.engagement.v1.TrendingVideo", serialize)
         .compile_with_config(
             config,
             &protos,

@@ -132,6 +132,9 @@ pub async fn run(
     )?);
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let uploads = web::Data::new(settings.uploads.clone());
+    let viewer_cookies = web::Data::new(routes::ViewerCookies::new(
+        secrecy::ExposeSecret::expose_secret(&settings.auth.jwt_secret).as_bytes(),
+    ));
     let health_data = web::Data::new(health.clone());
     let max_body = settings.http.max_body_bytes;
     let admin = AdminServer::start(listeners.admin, health, None, settings.server.profiling)?;
@@ -147,6 +150,7 @@ pub async fn run(
             .app_data(edge.clone())
             .app_data(clients.clone())
             .app_data(uploads.clone())
+            .app_data(viewer_cookies.clone())
             .app_data(health_data.clone())
             .app_data(error::extractors::json_config(max_body))
             .app_data(error::extractors::path_config())

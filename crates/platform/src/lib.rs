@@ -6,7 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod database;
 pub mod faults;
-mod field;
+pub mod field;
 pub mod grpc;
 pub mod health;
 pub mod identity;

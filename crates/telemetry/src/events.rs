@@ -9,6 +9,8 @@ pub enum Category {
     User,
     /// Content created, changed or removed: videos, posts, comments.
     Content,
+    /// What users did with content: views, likes, comments, posts.
+    Engagement,
     /// The platform's own doings: jobs, payouts, renewals.
     System,
     /// Security-relevant events (also counted in `security_events_total`).
@@ -20,6 +22,7 @@ impl Category {
         match self {
             Self::User => "user",
             Self::Content => "content",
+            Self::Engagement => "engagement",
             Self::System => "system",
             Self::Security => "security",
         }

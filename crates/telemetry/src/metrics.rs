@@ -40,8 +40,22 @@ pub const GRPC_CLIENT_HANDLING_SECONDS: &str = "grpc_client_handling_seconds";
 pub const USER_REGISTRATIONS_TOTAL: &str = "user_registrations_total";
 /// Label: status.
 pub const VIDEO_UPLOADS_TOTAL: &str = "video_uploads_total";
+/// Views counted (once per viewer per video per window, after the minimum watch time).
 pub const VIDEO_VIEWS_TOTAL: &str = "video_views_total";
+/// Label: reason (`duplicate`, `too_short`, `address_limit`). Views reported, not counted.
+pub const VIDEO_VIEWS_REJECTED_TOTAL: &str = "video_views_rejected_total";
+/// Likes given to posts.
 pub const POST_LIKES_TOTAL: &str = "post_likes_total";
+/// Label: target_type (`video`, `post`, `comment`). Likes given.
+pub const LIKES_TOTAL: &str = "likes_total";
+/// Comments written (replies included).
+pub const COMMENTS_TOTAL: &str = "comments_total";
+/// Posts written.
+pub const POSTS_TOTAL: &str = "posts_total";
+/// Seconds since counted views were last added in Postgres.
+pub const VIEW_FLUSH_LAG_SECONDS: &str = "engagement_view_flush_lag_seconds";
+/// Label: cache (`videos`, `trending`). Hits over lookups, per refresh interval.
+pub const CACHE_HIT_RATIO: &str = "engagement_cache_hit_ratio";
 /// Label: content_type.
 pub const CONTENT_UPLOADS_TOTAL: &str = "content_uploads_total";
 /// Bytes of each completed video upload.
@@ -249,8 +263,27 @@ fn describe() {
     );
     describe_counter!(USER_REGISTRATIONS_TOTAL, "Accounts created.");
     describe_counter!(VIDEO_UPLOADS_TOTAL, "Video uploads, by outcome status.");
-    describe_counter!(VIDEO_VIEWS_TOTAL, "Video views recorded.");
-    describe_counter!(POST_LIKES_TOTAL, "Likes given.");
+    describe_counter!(
+        VIDEO_VIEWS_TOTAL,
+        "Video views counted: once per viewer per video per window, after the minimum watch time."
+    );
+    describe_counter!(
+        VIDEO_VIEWS_REJECTED_TOTAL,
+        "Video views reported but not counted, by reason."
+    );
+    describe_counter!(POST_LIKES_TOTAL, "Likes given to posts.");
+    describe_counter!(LIKES_TOTAL, "Likes given, by target type.");
+    describe_counter!(COMMENTS_TOTAL, "Comments written, replies included.");
+    describe_counter!(POSTS_TOTAL, "Posts written.");
+    describe_gauge!(
+        VIEW_FLUSH_LAG_SECONDS,
+        Unit::Seconds,
+        "Seconds since counted views were last added to Postgres."
+    );
+    describe_gauge!(
+        CACHE_HIT_RATIO,
+        "Share of lookups answered from a cache, by cache, over the last refresh interval."
+    );
     describe_counter!(CONTENT_UPLOADS_TOTAL, "Content uploads, by content type.");
     describe_histogram!(
         VIDEO_UPLOAD_SIZE_BYTES,

@@ -85,6 +85,8 @@ pub struct TestApp {
     pub identity: platform::identity::IdentityKey,
     /// The `auth.internal_token_secret` every process of this app shares.
     pub internal_token_secret: String,
+    /// The `auth.jwt_secret` access tokens are signed with.
+    pub jwt_secret: String,
     running: HashMap<ServiceName, Running>,
 }
 
@@ -180,6 +182,9 @@ impl TestApp {
                 format!("http://{}", engagement_proxy.addr()),
             ),
             ("SOCIALFLOW__SERVICES__USER", format!("http://{user_grpc}")),
+            ("SOCIALFLOW__USERS__URL", format!("http://{user_grpc}")),
+            ("SOCIALFLOW__VIDEOS__URL", format!("http://{video_grpc}")),
+            ("SOCIALFLOW__VIEWS__FLUSH_INTERVAL_MS", "200".to_owned()),
             (
                 "SOCIALFLOW__SERVICES__VIDEO",
                 format!("http://{video_grpc}"),
@@ -198,10 +203,8 @@ impl TestApp {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         env.insert("SOCIALFLOW__HTTP__MAX_BODY_BYTES".into(), "4096".into());
-        env.insert(
-            "SOCIALFLOW__AUTH__JWT_SECRET".into(),
-            format!("test-secret-{}-0123456789abcdef", crate::unique_suffix()),
-        );
+        let jwt_secret = format!("test-secret-{}-0123456789abcdef", crate::unique_suffix());
+        env.insert("SOCIALFLOW__AUTH__JWT_SECRET".into(), jwt_secret.clone());
         let internal_secret = format!("test-internal-{}-0123456789abcdef", crate::unique_suffix());
         env.insert(
             "SOCIALFLOW__AUTH__INTERNAL_TOKEN_SECRET".into(),
@@ -321,6 +324,11 @@ impl TestApp {
                 "testkit",
             ),
             internal_token_secret: internal_secret,
+            jwt_secret: sources
+                .env
+                .get("SOCIALFLOW__AUTH__JWT_SECRET")
+                .cloned()
+                .unwrap_or(jwt_secret),
             running,
         };
         for name in ServiceName::ALL {
@@ -424,6 +432,62 @@ impl TestApp {
                 "INSERT INTO videos.videos (id, owner_id, title, description, duration_seconds, status, tags)
                  VALUES ($1, $2, $3, 'test video', 42, $4, ARRAY['test'])",
                 &[&id, &uuid::Uuid::new_v4(), &title, &status],
+            )
+            .await
+            .expect("insert video");
+        id
+    }
+
+    /// Inserts an account straight into user-service's schema (no password: it cannot log
+    /// in, but [`TestApp::access_token_for`] speaks for it). Registering through the API
+    /// costs a password hash per account; tests that need many accounts use this.
+    pub async fn insert_user(&self, username: &str) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
+        self.db
+            .connect()
+            .await
+            .execute(
+                "INSERT INTO users.users (id, email, username, display_name)
+                 VALUES ($1, $2 || '@example.com', $2, $2 || ' display')",
+                &[&id, &username],
+            )
+            .await
+            .expect("insert user");
+        id
+    }
+
+    /// An access token for `user`, signed as user-service signs them (valid 10 minutes).
+    pub fn access_token_for(&self, user: uuid::Uuid) -> String {
+        let now = chrono::Utc::now().timestamp();
+        platform::jwt::sign(
+            self.jwt_secret.as_bytes(),
+            &platform::jwt::Claims {
+                sub: user.to_string(),
+                iat: now,
+                exp: now + 600,
+                jti: uuid::Uuid::new_v4().to_string(),
+            },
+        )
+    }
+
+    /// Inserts a video of `owner` straight into video-service's schema, with a status and
+    /// visibility (`public`, `unlisted`, `private`) and a length in seconds.
+    pub async fn insert_owned_video(
+        &self,
+        owner: uuid::Uuid,
+        status: &str,
+        visibility: &str,
+        duration_seconds: i32,
+    ) -> uuid::Uuid {
+        let id = uuid::Uuid::new_v4();
+        self.db
+            .connect()
+            .await
+            .execute(
+                "INSERT INTO videos.videos
+                    (id, owner_id, title, description, duration_seconds, status, visibility, tags)
+                 VALUES ($1, $2, 'a video', 'test video', $3, $4, $5, ARRAY['test'])",
+                &[&id, &owner, &duration_seconds, &status, &visibility],
             )
             .await
             .expect("insert video");

@@ -19,6 +19,11 @@ use crate::error::UserError;
 use crate::security::{Attempt, LoginGuard, account_key, failed_login, security_event};
 use crate::store::{Followed, Rotation, Store, User};
 
+/// Ids one batched lookup takes (a page of authors).
+pub const MAX_BATCH: usize = 100;
+/// Followees one home feed draws from.
+pub const MAX_FOLLOWING: u32 = 5000;
+
 /// What the use cases work with: the `users` schema, login protection in Redis, the
 /// bounded password hasher, and the token settings.
 pub struct Accounts {
@@ -269,6 +274,35 @@ impl Accounts {
             return Err(UserError::NotFound(format!("no user with id {user}")));
         }
         Ok((users, next))
+    }
+
+    /// The profiles of `ids` that exist (at most [`MAX_BATCH`] ids).
+    pub async fn profiles(&self, ids: &[Uuid]) -> Result<Vec<User>, UserError> {
+        if ids.len() > MAX_BATCH {
+            return Err(InvalidField::new(
+                "ids",
+                format!("at most {MAX_BATCH} ids at once, got {}", ids.len()),
+            )
+            .into());
+        }
+        Ok(self.store.users(ids).await?)
+    }
+
+    /// Everyone `user` follows, most recent follow first, at most `limit` (1..=5000; 0
+    /// means all up to 5000).
+    pub async fn all_following(&self, user: Uuid, limit: u32) -> Result<Vec<User>, UserError> {
+        let limit = match limit {
+            0 => MAX_FOLLOWING,
+            n if n <= MAX_FOLLOWING => n,
+            n => {
+                return Err(InvalidField::new(
+                    "limit",
+                    format!("limit must be at most {MAX_FOLLOWING}, got {n}"),
+                )
+                .into());
+            }
+        };
+        Ok(self.store.all_following(user, i64::from(limit)).await?)
     }
 
     /// A new session (token family) for `user`.

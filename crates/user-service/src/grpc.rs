@@ -5,15 +5,16 @@ use platform::identity::Caller;
 use platform::pagination::parse_request;
 use proto::user::v1::user_service_server::UserService;
 use proto::user::v1::{
-    DeleteAccountRequest, DeleteAccountResponse, FollowRequest, FollowResponse, GetMeRequest,
-    GetUserByUsernameRequest, GetUserRequest, ListFollowsRequest, ListFollowsResponse,
-    LoginRequest, LogoutRequest, LogoutResponse, PrivateProfile, Profile, RefreshRequest,
-    RegisterRequest, Tokens, UpdateProfileRequest,
+    BatchGetProfilesRequest, BatchGetProfilesResponse, DeleteAccountRequest, DeleteAccountResponse,
+    FollowRequest, FollowResponse, GetMeRequest, GetUserByUsernameRequest, GetUserRequest,
+    ListAllFollowingRequest, ListFollowsRequest, ListFollowsResponse, LoginRequest, LogoutRequest,
+    LogoutResponse, PrivateProfile, Profile, RefreshRequest, RegisterRequest, Tokens,
+    UpdateProfileRequest,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-use crate::app::{Accounts, Direction, ProfileChanges, Registration, Session};
+use crate::app::{Accounts, Direction, MAX_BATCH, ProfileChanges, Registration, Session};
 use crate::domain::{
     AvatarUrl, Bio, DisplayName, Email, InvalidField, Login, NewPassword, Password, UserId,
     Username,
@@ -34,8 +35,7 @@ impl UserApi {
 type Answer<T> = Result<Response<T>, Status>;
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, UserError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| InvalidField::new(field, format!("must be a UUID, got `{raw}`")).into())
+    Ok(platform::field::parse_uuid(field, raw)?)
 }
 
 /// The signed-in caller, as the internal identity token proves it.
@@ -230,6 +230,30 @@ impl UserService for UserApi {
         request: Request<ListFollowsRequest>,
     ) -> Answer<ListFollowsResponse> {
         self.list(request.into_inner(), Direction::Following).await
+    }
+
+    async fn batch_get_profiles(
+        &self,
+        request: Request<BatchGetProfilesRequest>,
+    ) -> Answer<BatchGetProfilesResponse> {
+        let ids = platform::field::parse_uuids("ids", &request.get_ref().ids, MAX_BATCH)
+            .map_err(UserError::from)?;
+        let users = self.accounts.profiles(&ids).await?;
+        Ok(Response::new(BatchGetProfilesResponse {
+            profiles: users.into_iter().map(profile).collect(),
+        }))
+    }
+
+    async fn list_all_following(
+        &self,
+        request: Request<ListAllFollowingRequest>,
+    ) -> Answer<BatchGetProfilesResponse> {
+        let ListAllFollowingRequest { user_id, limit } = request.into_inner();
+        let user = parse_id("user_id", &user_id)?;
+        let users = self.accounts.all_following(user, limit).await?;
+        Ok(Response::new(BatchGetProfilesResponse {
+            profiles: users.into_iter().map(profile).collect(),
+        }))
     }
 }
 

@@ -438,6 +438,39 @@ impl Store {
         Ok(())
     }
 
+    /// The users of `ids` that exist, in no particular order.
+    pub async fn users(&self, ids: &[Uuid]) -> Result<Vec<User>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            profile!(),
+            " FROM users.users u WHERE u.id = ANY($1)"
+        );
+        Ok(self
+            .0
+            .query("SELECT", "users.users", sql, &[&ids])
+            .await?
+            .iter()
+            .map(user)
+            .collect())
+    }
+
+    /// Up to `limit` users `follower` follows, most recent follow first.
+    pub async fn all_following(&self, follower: Uuid, limit: i64) -> Result<Vec<User>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            profile!(),
+            " FROM users.follows f JOIN users.users u ON u.id = f.followee_id
+             WHERE f.follower_id = $1 ORDER BY f.created_at DESC LIMIT $2"
+        );
+        Ok(self
+            .0
+            .query("SELECT", "users.follows", sql, &[&follower, &limit])
+            .await?
+            .iter()
+            .map(user)
+            .collect())
+    }
+
     /// One page of the users who follow `listed` (`followers = true`) or whom `listed`
     /// follows, newest follow first.
     pub async fn follows_page(

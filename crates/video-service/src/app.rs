@@ -67,6 +67,13 @@ pub struct Uploaded {
     pub job_id: Uuid,
 }
 
+/// Ids a batched lookup takes.
+pub const MAX_BATCH: usize = 100;
+/// Owners a feed page draws from (user-service's followee bound).
+pub const MAX_FEED_OWNERS: usize = 5000;
+/// Videos a feed page asks for (a page and one more).
+pub const MAX_FEED_LIMIT: u32 = 101;
+
 #[derive(Clone)]
 pub struct Videos {
     store: Store,
@@ -226,6 +233,54 @@ impl Videos {
             .owner_page(owner, everything, size, cursor)
             .await?;
         Ok((self.views(videos).await, next))
+    }
+
+    /// The videos of `ids` the caller may see, without links (a page of another
+    /// service's items).
+    pub async fn batch(
+        &self,
+        caller: Option<Uuid>,
+        ids: &[Uuid],
+    ) -> Result<Vec<Video>, VideoError> {
+        let mut videos = self.store.videos(ids).await?;
+        videos.retain(|v| may_see(v.visibility, v.owner_id, caller));
+        Ok(videos)
+    }
+
+    /// Ready public videos of `owners`, newest first, before `before`.
+    pub async fn feed_videos(
+        &self,
+        owners: &[Uuid],
+        before: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Vec<Video>, VideoError> {
+        if owners.len() > MAX_FEED_OWNERS {
+            return Err(InvalidField::new(
+                "owner_ids",
+                format!("at most {MAX_FEED_OWNERS} owners, got {}", owners.len()),
+            )
+            .into());
+        }
+        if !(1..=MAX_FEED_LIMIT).contains(&limit) {
+            return Err(InvalidField::new(
+                "limit",
+                format!("limit must be from 1 to {MAX_FEED_LIMIT}, got {limit}"),
+            )
+            .into());
+        }
+        Ok(self
+            .store
+            .feed_page(owners, before, i64::from(limit))
+            .await?)
+    }
+
+    /// The counts of a page of videos, asked for at once; empty when they could not be had.
+    pub async fn page_counts(
+        &self,
+        videos: &[VideoView],
+    ) -> std::collections::HashMap<String, VideoStats> {
+        let ids: Vec<Uuid> = videos.iter().map(|v| v.video.id).collect();
+        self.counts.of_many(&ids).await
     }
 
     async fn views(&self, videos: Vec<Video>) -> Vec<VideoView> {

@@ -4,7 +4,10 @@
 use platform::grpc::TracedChannel;
 use proto::common::v1::VideoStats;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
-use proto::engagement::v1::{DeleteVideoStatsRequest, GetVideoStatsRequest};
+use proto::engagement::v1::{
+    BatchGetVideoStatsRequest, DeleteVideoStatsRequest, GetVideoStatsRequest,
+};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 #[derive(Clone)]
@@ -30,6 +33,28 @@ impl Counts {
             Err(status) => {
                 tracing::warn!(video_id = %video, code = ?status.code(), error = status.message(), "video counts unavailable");
                 None
+            }
+        }
+    }
+
+    /// The counts of a page of videos in one call; empty when engagement-service could
+    /// not say.
+    pub async fn of_many(&self, videos: &[Uuid]) -> HashMap<String, VideoStats> {
+        if videos.is_empty() {
+            return HashMap::new();
+        }
+        match self
+            .0
+            .clone()
+            .batch_get_video_stats(BatchGetVideoStatsRequest {
+                video_ids: videos.iter().map(Uuid::to_string).collect(),
+            })
+            .await
+        {
+            Ok(response) => response.into_inner().stats,
+            Err(status) => {
+                tracing::warn!(videos = videos.len(), code = ?status.code(), error = status.message(), "video counts unavailable");
+                HashMap::new()
             }
         }
     }

@@ -8,16 +8,20 @@ use proto::serde_ext::to_timestamp;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::video_service_server::VideoService;
 use proto::video::v1::{
-    CompleteUploadRequest, CompletedPart, CreateUploadRequest, CreatedUpload, DeleteVideoRequest,
-    DeleteVideoResponse, GetPlaybackRequest, GetVideoRequest, GetVideoResponse,
-    ListUserVideosRequest, ListVideosRequest, ListVideosResponse, PartUrl, Playback,
-    UpdateVideoRequest, UploadMetadata, UploadVideoRequest, UploadVideoResponse, Video as VideoMsg,
-    VideoStatus as StatusMsg, Visibility as VisibilityMsg,
+    BatchGetVideosRequest, BatchGetVideosResponse, CompleteUploadRequest, CompletedPart,
+    CreateUploadRequest, CreatedUpload, DeleteVideoRequest, DeleteVideoResponse,
+    GetPlaybackRequest, GetVideoRequest, GetVideoResponse, ListFeedVideosRequest,
+    ListFeedVideosResponse, ListUserVideosRequest, ListVideosRequest, ListVideosResponse, PartUrl,
+    Playback, UpdateVideoRequest, UploadMetadata, UploadVideoRequest, UploadVideoResponse,
+    Video as VideoMsg, VideoStatus as StatusMsg, Visibility as VisibilityMsg,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-use crate::app::{DirectUpload, UploadRequest, Uploaded, VideoChanges, VideoView, Videos};
+use crate::app::{
+    DirectUpload, MAX_BATCH, MAX_FEED_OWNERS, UploadRequest, Uploaded, VideoChanges, VideoView,
+    Videos,
+};
 use crate::domain::{Description, InvalidField, Title, VideoStatus, Visibility};
 use crate::error::VideoError;
 use crate::store::Video;
@@ -35,8 +39,7 @@ impl VideoApi {
 }
 
 fn parse_id(field: &'static str, raw: &str) -> Result<Uuid, VideoError> {
-    Uuid::parse_str(raw)
-        .map_err(|_| InvalidField::new(field, format!("must be a UUID, got `{raw}`")).into())
+    Ok(platform::field::parse_uuid(field, raw)?)
 }
 
 fn to_message(view: VideoView) -> VideoMsg {
@@ -92,11 +95,24 @@ fn to_message(view: VideoView) -> VideoMsg {
     }
 }
 
-fn page(videos: Vec<VideoView>, next: Option<Cursor>) -> ListVideosResponse {
-    ListVideosResponse {
-        videos: videos.into_iter().map(to_message).collect(),
-        next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+impl VideoApi {
+    /// A page of videos with their counts, asked for in one call.
+    async fn page(&self, videos: Vec<VideoView>, next: Option<Cursor>) -> ListVideosResponse {
+        let stats = self.videos.page_counts(&videos).await;
+        ListVideosResponse {
+            videos: videos.into_iter().map(to_message).collect(),
+            next_page_token: next.map(|c| c.encode()).unwrap_or_default(),
+            stats,
+        }
     }
+}
+
+/// A video without links, for another service's page.
+fn bare(video: Video) -> VideoMsg {
+    to_message(VideoView {
+        video,
+        thumbnail_url: None,
+    })
 }
 
 fn uploaded(uploaded: Uploaded) -> UploadVideoResponse {
@@ -213,6 +229,59 @@ impl VideoService for VideoApi {
         Ok(Response::new(DeleteVideoResponse {}))
     }
 
+    async fn batch_get_videos(
+        &self,
+        request: Request<BatchGetVideosRequest>,
+    ) -> Answer<BatchGetVideosResponse> {
+        let caller = Caller::of(&request).user_id();
+        let ids = platform::field::parse_uuids("ids", &request.get_ref().ids, MAX_BATCH)
+            .map_err(VideoError::from)?;
+        let videos = self.videos.batch(caller, &ids).await?;
+        Ok(Response::new(BatchGetVideosResponse {
+            videos: videos.into_iter().map(bare).collect(),
+        }))
+    }
+
+    async fn list_feed_videos(
+        &self,
+        request: Request<ListFeedVideosRequest>,
+    ) -> Answer<ListFeedVideosResponse> {
+        let caller = Caller::of(&request).user_id();
+        let ListFeedVideosRequest {
+            owner_ids,
+            before_created_at,
+            before_id,
+            limit,
+            shared_ids,
+        } = request.into_inner();
+        let shared_ids = platform::field::parse_uuids("shared_ids", &shared_ids, MAX_BATCH)
+            .map_err(VideoError::from)?;
+        let owners = platform::field::parse_uuids("owner_ids", &owner_ids, MAX_FEED_OWNERS)
+            .map_err(VideoError::from)?;
+        let before = match before_created_at {
+            None => None,
+            Some(t) => Some(Cursor {
+                created_at: proto::serde_ext::from_timestamp(&t)
+                    .filter(|t| (1970..=9999).contains(&chrono::Datelike::year(t)))
+                    .ok_or_else(|| {
+                        VideoError::from(InvalidField::new(
+                            "before_created_at",
+                            "is not a time this service can compare",
+                        ))
+                    })?,
+                id: parse_id("before_id", &before_id)?,
+            }),
+        };
+        let (videos, shared) = tokio::try_join!(
+            self.videos.feed_videos(&owners, before, limit),
+            self.videos.batch(caller, &shared_ids)
+        )?;
+        Ok(Response::new(ListFeedVideosResponse {
+            videos: videos.into_iter().map(bare).collect(),
+            shared: shared.into_iter().map(bare).collect(),
+        }))
+    }
+
     async fn list_videos(&self, request: Request<ListVideosRequest>) -> Answer<ListVideosResponse> {
         let ListVideosRequest {
             page_size,
@@ -220,7 +289,7 @@ impl VideoService for VideoApi {
         } = request.into_inner();
         let (size, cursor) = parse_request(page_size, &page_token).map_err(VideoError::from)?;
         let (videos, next) = self.videos.public_page(size, cursor).await?;
-        Ok(Response::new(page(videos, next)))
+        Ok(Response::new(self.page(videos, next).await))
     }
 
     async fn list_user_videos(
@@ -236,7 +305,7 @@ impl VideoService for VideoApi {
         let owner = parse_id("owner_id", &owner_id)?;
         let (size, cursor) = parse_request(page_size, &page_token).map_err(VideoError::from)?;
         let (videos, next) = self.videos.owner_page(caller, owner, size, cursor).await?;
-        Ok(Response::new(page(videos, next)))
+        Ok(Response::new(self.page(videos, next).await))
     }
 
     async fn upload_video(

@@ -254,6 +254,47 @@ impl Store {
         ))
     }
 
+    /// The videos of `ids` that exist, in no particular order.
+    pub async fn videos(&self, ids: &[Uuid]) -> Result<Vec<Video>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM videos.videos WHERE id = ANY($1)"
+        );
+        let rows = self
+            .0
+            .query("SELECT", "videos.videos", sql, &[&ids])
+            .await?;
+        Ok(rows.iter().map(video).collect())
+    }
+
+    /// Up to `limit` ready public videos of `owners`, newest first, strictly before
+    /// `before` when given.
+    pub async fn feed_page(
+        &self,
+        owners: &[Uuid],
+        before: Option<Cursor>,
+        limit: i64,
+    ) -> Result<Vec<Video>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM videos.videos WHERE owner_id = ANY($1)
+             AND status = 'ready' AND visibility = 'public'
+             AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let (at, id) = match before {
+            Some(c) => (Some(c.created_at), c.id),
+            None => (None, Uuid::nil()),
+        };
+        let rows = self
+            .0
+            .query("SELECT", "videos.videos", sql, &[&owners, &at, &id, &limit])
+            .await?;
+        Ok(rows.iter().map(video).collect())
+    }
+
     /// Changes what is given; the changed video, `None` when it is gone.
     pub async fn update_video(
         &self,

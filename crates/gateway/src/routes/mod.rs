@@ -1,6 +1,7 @@
 //! REST routes under `/api/v1`: validate, call one service, translate the answer.
 
 mod auth;
+mod engagement;
 mod plans;
 mod users;
 mod videos;
@@ -13,6 +14,8 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::error::extractors::json_config;
+
+pub use engagement::ViewerCookies;
 
 /// `GET /path` → handler, with a JSON 405 for any other method.
 macro_rules! resource {
@@ -44,13 +47,24 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(resource!("/users/{id}/followers", get => users::followers))
             .service(resource!("/users/{id}/following", get => users::following))
             .service(resource!("/users/{id}/videos", get => videos::list_user_videos))
+            .service(resource!("/users/{id}/posts", get => engagement::user_posts))
+            .service(resource!("/feed", get => engagement::feed))
+            .service(resource!("/posts", post => engagement::create_post))
+            .service(resource!("/posts/{id}", get => engagement::get_post, delete => engagement::delete_post))
+            .service(resource!("/posts/{id}/like", put => engagement::like_post, delete => engagement::unlike_post))
+            .service(resource!("/comments/{id}", delete => engagement::delete_comment))
+            .service(resource!("/comments/{id}/like", put => engagement::like_comment, delete => engagement::unlike_comment))
             .service(resource!("/videos", get => videos::list_videos, post => videos::upload_video))
             // Before `/videos/{id}`, which would take `uploads` for an id.
             .service(resource!("/videos/uploads", post => videos::create_upload))
+            .service(resource!("/videos/trending", get => engagement::trending))
             .service(resource!("/videos/{id}", get => videos::get_video, patch => videos::update_video, delete => videos::delete_video))
             .service(resource!("/videos/{id}/complete", post => videos::complete_upload))
             .service(resource!("/videos/{id}/playback", get => videos::playback))
             .service(resource!("/videos/{id}/stats", get => videos::get_video_stats))
+            .service(resource!("/videos/{id}/views", post => engagement::record_view))
+            .service(resource!("/videos/{id}/like", put => engagement::like_video, delete => engagement::unlike_video))
+            .service(resource!("/videos/{id}/comments", get => engagement::list_comments, post => engagement::create_comment))
             .service(resource!("/subscriptions/plans", get => plans::list_plans)),
     );
 }

@@ -120,6 +120,14 @@ pub async fn delete_me(
     me: Authenticated,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, ApiError> {
+    // Their likes, comments and posts first (idempotent): if that fails the account stays
+    // and the call can be repeated; an account is never gone with its content left behind.
+    clients
+        .engagement
+        .clone()
+        .forget_user(me.request(proto::engagement::v1::ForgetUserRequest {}))
+        .await
+        .map_err(|s| ApiError::from_status("engagement-service", &s))?;
     clients
         .users
         .clone()

@@ -30,7 +30,7 @@ struct VideoWithStats {
 
 #[derive(Debug, Serialize)]
 struct VideoPage {
-    videos: Vec<Video>,
+    videos: Vec<VideoWithStats>,
     next_cursor: Option<String>,
 }
 
@@ -39,9 +39,16 @@ impl From<ListVideosResponse> for VideoPage {
         let ListVideosResponse {
             videos,
             next_page_token,
+            mut stats,
         } = reply;
         Self {
-            videos,
+            videos: videos
+                .into_iter()
+                .map(|video| VideoWithStats {
+                    stats: stats.remove(&video.id),
+                    video,
+                })
+                .collect(),
             next_cursor: Some(next_page_token).filter(|t| !t.is_empty()),
         }
     }

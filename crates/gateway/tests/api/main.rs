@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod engagement;
 mod faults;
 mod follows;
 mod hardening;

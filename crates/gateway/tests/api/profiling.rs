@@ -1,23 +1,29 @@
 //! CPU profiles on the admin port: a pprof payload or an SVG, bounded, one at a time, and
 //! nothing at all unless turned on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use testkit::{ServiceName, TestApp};
 
-/// Keeps one core busy for `for_how_long`, so the profile has stacks to show.
-fn burn(for_how_long: Duration) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
+/// Keeps one core busy until the returned flag is set (at most `for_how_long`), so the
+/// profile has stacks to show however loaded the machine is.
+fn burn(for_how_long: Duration) -> (std::thread::JoinHandle<u64>, Arc<AtomicBool>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::spawn(move || {
         let end = Instant::now() + for_how_long;
         let mut x: u64 = 1;
-        while Instant::now() < end {
+        while Instant::now() < end && !flag.load(Ordering::Relaxed) {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
         }
         x
-    })
+    });
+    (handle, stop)
 }
 
 async fn profile(app: &TestApp, query: &str) -> reqwest::Response {
@@ -33,7 +39,7 @@ async fn a_one_second_profile_is_a_pprof_payload_or_a_flame_graph_and_only_one_r
         .spawn()
         .await;
 
-    let busy = burn(Duration::from_millis(1500));
+    let (busy, stop) = burn(Duration::from_secs(30));
     let response = profile(&app, "?seconds=1").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -42,6 +48,7 @@ async fn a_one_second_profile_is_a_pprof_payload_or_a_flame_graph_and_only_one_r
     );
     let body = response.bytes().await.expect("body");
     let pprof = proto::pprof::Profile::decode(body).expect("a pprof protobuf");
+    stop.store(true, Ordering::Relaxed);
     let _ = busy.join();
     assert_eq!(pprof.string_table.first().map(String::as_str), Some(""));
     let name = |i: i64| pprof.string_table[usize::try_from(i).expect("index")].as_str();
@@ -66,11 +73,12 @@ async fn a_one_second_profile_is_a_pprof_payload_or_a_flame_graph_and_only_one_r
         }
     }
 
-    let busy = burn(Duration::from_millis(1500));
+    let (busy, stop) = burn(Duration::from_secs(30));
     let response = profile(&app, "?seconds=1&format=flamegraph").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "image/svg+xml");
     let svg = response.text().await.expect("svg");
+    stop.store(true, Ordering::Relaxed);
     let _ = busy.join();
     assert!(svg.contains("<svg"), "{}", &svg[..svg.len().min(200)]);
 

@@ -13,7 +13,10 @@ async fn a_video_comes_with_its_counts_from_engagement_service() {
     assert_eq!(body["id"], id.to_string());
     assert_eq!(body["title"], "Sunset timelapse");
     assert_eq!(body["duration_seconds"], 42);
-    assert_eq!(body["stats"], json!({ "views": 1200, "likes": 85 }));
+    assert_eq!(
+        body["stats"],
+        json!({ "views": 1200, "likes": 85, "comments": 0 })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
