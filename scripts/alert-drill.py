@@ -18,7 +18,8 @@
    reach the webhook. The store is started again on the same data, a real upload goes
    through and becomes `ready`, and the resolved notification must arrive.
 3. Drives the rest of the traffic the dashboards show (logins that fail, lock an account,
-   look like credential stuffing and hit the rate limit; authenticated requests; 4xx), then:
+   look like credential stuffing and hit the rate limit; authenticated requests; 4xx; views
+   counted and rejected, likes of a video, a comment and a post, the trending list), then:
    - every metric any rule or dashboard references is exported by some process
      (scripts/metrics_referenced.py --check), exporter metrics excepted;
    - every dashboard panel's query returns data through Prometheus' HTTP API, except panels
@@ -364,6 +365,42 @@ def security_traffic() -> None:
         request("GET", f"{GATEWAY}/api/v1/users/{VIDEO}")
 
 
+def engagement_traffic(uploader: "Uploader") -> None:
+    """What engagement-service's series need to appear (counters and histograms are exported
+    from their first event): a view counted, then rejected as a duplicate and as too short;
+    likes of a video, a comment and a post; a comment and a post; the trending list twice (a
+    rebuild, then the cache). content_performance_score follows at the next scores run (every
+    second in the drill) for the post and the video; engagement_view_flush_lag_seconds is
+    there from the start."""
+    auth = uploader.auth()
+
+    def send(method: str, path: str, body=None) -> tuple[int, dict]:
+        status, reply = request(method, f"{GATEWAY}/api/v1{path}", body, headers=auth)
+        try:
+            return status, json.loads(reply or b"{}")
+        except ValueError:
+            return status, {}
+
+    views = []
+    for watch in (30, 30, 1):
+        status, reply = send("POST", f"/videos/{VIDEO}/views", {"watch_seconds": watch})
+        views.append((status, reply.get("counted"), reply.get("reason")))
+    check(views == [(200, True, None), (200, False, "duplicate"), (200, False, "too_short")],
+          f"a view is counted, then rejected as duplicate and as too short ({views})")
+    statuses = {"like video": send("PUT", f"/videos/{VIDEO}/like")[0]}
+    status, comment = send("POST", f"/videos/{VIDEO}/comments", {"text": "drill comment"})
+    statuses["comment"] = status
+    statuses["like comment"] = send("PUT", f"/comments/{comment.get('id', 'none')}/like")[0]
+    status, post = send("POST", "/posts", {"text": "drill post"})
+    statuses["post"] = status
+    statuses["like post"] = send("PUT", f"/posts/{post.get('id', 'none')}/like")[0]
+    statuses["trending"] = request("GET", f"{GATEWAY}/api/v1/videos/trending")[0]
+    statuses["trending again"] = request("GET", f"{GATEWAY}/api/v1/videos/trending")[0]
+    check(statuses == {"like video": 200, "comment": 201, "like comment": 200, "post": 201,
+                       "like post": 200, "trending": 200, "trending again": 200},
+          f"likes, a comment, a post and trending through the gateway ({statuses})")
+
+
 # ----------------------------------------------------------------------------- videos
 
 
@@ -601,6 +638,8 @@ def main() -> int:
     env["SOCIALFLOW__RATE_LIMIT__LOGIN__BURST"] = "15"
     env["SOCIALFLOW__SERVER__FAULT_INJECTION"] = "true"
     env["SOCIALFLOW__ACTIVITY__REFRESH_SECS"] = "1"
+    # content_performance_score is observed at each scores run (5 minutes by default).
+    env["SOCIALFLOW__SCORES__INTERVAL_SECS"] = "1"
     env["SOCIALFLOW__REDIS__KEY_PREFIX"] = f"drill:{os.getpid()}:"
     # The stack runs on the built-in development keys, refused without this.
     env["SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY"] = "true"
@@ -694,6 +733,8 @@ def main() -> int:
         check(status == 204, "fault injection turned off")
 
         security_traffic()
+        if signed_in:
+            engagement_traffic(uploader)
 
         def resolved() -> bool:
             get_video(5)

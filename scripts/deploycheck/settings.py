@@ -157,7 +157,7 @@ def type_problem(rust_type: str, value: str) -> str | None:
 # as the defaults point at localhost (or are development values).
 CONNECTION_KEYS = {"server": ["host", "port", "admin_port"], "database": ["url"], "redis": ["url"],
                    "s3": ["endpoint", "access_key", "secret_key"], "auth": ["jwt_secret", "internal_token_secret"],
-                   "services": None, "engagement": ["url"]}
+                   "services": None, "engagement": ["url"], "users": ["url"], "videos": ["url"]}
 # HMAC keys one process signs with and others verify with: every process reading one must get
 # the same value, at least 32 bytes, and never the built-in development default (the binaries
 # refuse it unless auth.allow_development_key, which no deployment may set).
@@ -216,6 +216,10 @@ def grpc_urls(s, binary, eff):
     urls = {}
     if "services" in s.schema[binary]:
         urls.update({f"services.{k}": (f"{k}-service", v) for k, v in eff["services"].items()})
-    if "engagement" in s.schema[binary]:
-        urls["engagement.url"] = ("engagement-service", eff["engagement"]["url"])
+    # One section per peer, its `url` the peer's gRPC address (engagement-service's
+    # `users` and `videos`, video-service's `engagement`).
+    for section, target in (("engagement", "engagement-service"), ("users", "user-service"),
+                            ("videos", "video-service")):
+        if section in s.schema[binary]:
+            urls[f"{section}.url"] = (target, eff[section]["url"])
     return urls

@@ -84,8 +84,28 @@ platform::grpc_service! {
     ]
 }
 
+/// The counters exist from the start at 0, so a rate over them (and the LowVideoViews
+/// alert) sees a real zero rather than no series.
+fn register_counters() {
+    metrics::counter!(m::VIDEO_VIEWS_TOTAL).increment(0);
+    for reason in ["duplicate", "too_short", "address_limit"] {
+        metrics::counter!(m::VIDEO_VIEWS_REJECTED_TOTAL, "reason" => reason).increment(0);
+    }
+    metrics::counter!(m::POST_LIKES_TOTAL).increment(0);
+    for target in ["video", "post", "comment"] {
+        metrics::counter!(m::LIKES_TOTAL, "target_type" => target).increment(0);
+    }
+    metrics::counter!(m::COMMENTS_TOTAL).increment(0);
+    metrics::counter!(m::POSTS_TOTAL).increment(0);
+}
+
+/// A flush that takes longer than this is abandoned (and retried next tick), so the lag
+/// gauge keeps moving even when Redis or Postgres hangs.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     settings.grpc_client.validate()?;
+    register_counters();
     let redis = platform::redis::client(&settings.redis)?;
     platform::redis::spawn_connection_gauge(redis.clone(), "engagement-service");
     let channel = |url: &str, key: &str| {

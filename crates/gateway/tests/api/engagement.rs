@@ -12,6 +12,8 @@ use serde_json::{Value, json};
 use testkit::{CapturedSpan, TestApp};
 use uuid::Uuid;
 
+use crate::support;
+
 /// One call to the gateway: status and JSON body (`null` when there is none).
 async fn call(
     app: &TestApp,
@@ -610,7 +612,10 @@ fn authed_get(app: &TestApp, path: &str, token: &str) -> reqwest::RequestBuilder
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comments_posts_and_trending_show_only_what_the_reader_may_see() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__SCORES__INTERVAL_SECS", "1")
+        .spawn()
+        .await;
     let owner = app
         .insert_user(&format!("own{}", testkit::unique_suffix()))
         .await;

@@ -27,8 +27,9 @@ video-service:
 engagement-service:
   key: engagementService
   api: grpc
-  sections: [server, database, auth, telemetry]
-  calls: []
+  sections: [server, database, redis, users, videos, auth, telemetry]
+  # Authors and follows (user-service), videos (video-service).
+  calls: [user-service, video-service]
 payments-service:
   key: paymentsService
   api: grpc
@@ -172,6 +173,12 @@ ConfigMap). Arguments: (list $ "gateway").
 {{- end }}
 {{- if has "engagement" $meta.sections }}
 {{- $_ := set $env "SOCIALFLOW__ENGAGEMENT__URL" (include "socialflow.grpcUrl" (list $root "engagement-service")) }}
+{{- end }}
+{{- if has "users" $meta.sections }}
+{{- $_ := set $env "SOCIALFLOW__USERS__URL" (include "socialflow.grpcUrl" (list $root "user-service")) }}
+{{- end }}
+{{- if has "videos" $meta.sections }}
+{{- $_ := set $env "SOCIALFLOW__VIDEOS__URL" (include "socialflow.grpcUrl" (list $root "video-service")) }}
 {{- end }}
 {{- /* Free-form settings (defaults.settings, then the process's own) win over the above. */}}
 {{- $flat := include "socialflow.flattenSettings" (list "SOCIALFLOW" ($c.settings | default dict)) | fromYaml }}
