@@ -154,9 +154,10 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
                         _ = tick.tick() => false,
                     };
                     // One last flush on the way out: a clean shutdown loses nothing.
-                    match flusher.flush_views().await {
-                        Ok(_) => last_flush = Instant::now(),
-                        Err(e) => tracing::warn!(error = %e, "views not flushed; retrying"),
+                    match tokio::time::timeout(FLUSH_TIMEOUT, flusher.flush_views()).await {
+                        Ok(Ok(_)) => last_flush = Instant::now(),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "views not flushed; retrying"),
+                        Err(_) => tracing::warn!("views not flushed within 30 s; retrying"),
                     }
                     metrics::gauge!(m::VIEW_FLUSH_LAG_SECONDS)
                         .set(last_flush.elapsed().as_secs_f64());

@@ -890,6 +890,53 @@ async fn comments_posts_and_trending_show_only_what_the_reader_may_see() {
     )
     .await;
     assert_eq!(status, 400);
+
+    // What happened is in the business metrics, with bounded labels only.
+    let exact = [
+        ("video_views_total", 3.0),
+        ("likes_total{target_type=\"video\"}", 1.0),
+        ("likes_total{target_type=\"comment\"}", 1.0),
+        ("likes_total{target_type=\"post\"}", 1.0),
+        ("post_likes_total", 1.0),
+        ("comments_total", 4.0),
+        ("posts_total", 1.0),
+        (
+            "user_engagement_duration_seconds_count{activity_type=\"watch\"}",
+            3.0,
+        ),
+    ];
+    for (selector, expected) in exact {
+        support::wait_for_metric(&app, selector, expected).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let exposition = support::metrics(&app).await;
+        let scored = support::metric_value(
+            &exposition,
+            "content_performance_score_count{content_type=\"video\"}",
+        );
+        let trending_ratio = exposition
+            .lines()
+            .any(|l| l.starts_with("engagement_cache_hit_ratio{cache=\"trending\"}"));
+        let lag = exposition
+            .lines()
+            .any(|l| l.starts_with("engagement_view_flush_lag_seconds "));
+        if scored >= 1.0 && trending_ratio && lag {
+            for id in [public, private, owner, other] {
+                assert!(
+                    !exposition.contains(&id.to_string()),
+                    "{id} in a metric label"
+                );
+            }
+            support::promtool_check(&exposition);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scores {scored}, trending ratio {trending_ratio}, flush lag {lag}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
