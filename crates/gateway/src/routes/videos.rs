@@ -3,7 +3,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use proto::common::v1::VideoStats;
-use proto::engagement::v1::GetVideoStatsRequest;
 use proto::video::v1::upload_video_request::Part;
 use proto::video::v1::{
     CompleteUploadRequest, CompletedPart, CreateUploadRequest, DeleteVideoRequest,
@@ -117,21 +116,27 @@ pub async fn get_video(
     }))
 }
 
+/// `GET /videos/{id}/stats`: the counts of a video the caller may see (a private video's
+/// counts are its owner's only, like the video).
 pub async fn get_video_stats(
+    viewer: Viewer,
     clients: web::Data<Clients>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
     let reply = clients
-        .engagement
+        .videos
         .clone()
-        .get_video_stats(GetVideoStatsRequest {
-            video_id: id.to_string(),
-        })
+        .get_video(viewer.request(GetVideoRequest { id: id.to_string() }))
         .await
-        .map_err(|s| ApiError::from_status("engagement-service", &s))?
+        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(reply.stats.unwrap_or_default()))
+    match reply.stats {
+        Some(stats) => Ok(HttpResponse::Ok().json(stats)),
+        None => Err(ApiError::unavailable(
+            "the counts are unavailable right now; try again shortly",
+        )),
+    }
 }
 
 /// Fields an upload form may have (title, description and visibility, once each, then file).
