@@ -5,6 +5,8 @@
 #     promtool and amtool check the monitoring config and /metrics; the alert drill runs both
 #   - ffmpeg and ffprobe (Debian package `ffmpeg`): video-service's processing, and the
 #     upload tests' sample videos
+#   - redis-server (Debian package `redis-server`): the engagement test kills and restarts a
+#     Redis of its own to show counted views survive it
 #   - the blackbox exporter (Debian package `prometheus-blackbox-exporter`): checks
 #     monitoring/blackbox/blackbox.yml, and the alert drill probes the gateway with it
 # Idempotent: anything already installed is left alone.
@@ -27,6 +29,8 @@ command -v amtool >/dev/null 2>&1 || pkgs+=(prometheus-alertmanager)
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || pkgs+=(prometheus-blackbox-exporter)
 # video-service probes uploads and draws thumbnails with them; the upload tests make videos.
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || pkgs+=(ffmpeg)
+# The engagement test restarts a Redis of its own (the machine's is shared by every test).
+command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 if [ "${#pkgs[@]}" -eq 0 ]; then
   log "promtool, amtool and the blackbox exporter present"
 else

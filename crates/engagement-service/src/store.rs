@@ -138,7 +138,7 @@ RETURNING s.likes, (SELECT count(*) FROM del) AS changed";
 
 /// `$3`: the target type; the target row is locked so its deletion waits for the like.
 macro_rules! like_row_sql {
-    ($table:literal, $kind:literal) => {
+    ($table:literal, $kind:literal, $touch:literal) => {
         (
             concat!(
                 "WITH target AS (SELECT id FROM engagement.",
@@ -154,6 +154,7 @@ macro_rules! like_row_sql {
                  UPDATE engagement.",
                 $table,
                 " t SET likes = t.likes + (SELECT count(*) FROM ins)",
+                $touch,
                 " FROM target WHERE t.id = target.id
                  RETURNING t.likes, (SELECT count(*) FROM ins) AS changed"
             ),
@@ -171,6 +172,7 @@ macro_rules! like_row_sql {
                  UPDATE engagement.",
                 $table,
                 " t SET likes = t.likes - (SELECT count(*) FROM del)",
+                $touch,
                 " FROM target WHERE t.id = target.id
                  RETURNING t.likes, (SELECT count(*) FROM del) AS changed"
             ),
@@ -178,8 +180,9 @@ macro_rules! like_row_sql {
     };
 }
 
-const LIKE_POST: (&str, &str) = like_row_sql!("posts", "post");
-const LIKE_COMMENT: (&str, &str) = like_row_sql!("comments", "comment");
+/// Posts note when their likes changed, for the performance scores.
+const LIKE_POST: (&str, &str) = like_row_sql!("posts", "post", ", updated_at = now()");
+const LIKE_COMMENT: (&str, &str) = like_row_sql!("comments", "comment", "");
 
 /// The `engagement` schema.
 #[derive(Clone)]
@@ -624,7 +627,8 @@ impl Store {
                        SET likes = greatest(s.likes - per.n, 0), updated_at = now()
                        FROM per WHERE per.target_type = 'video' AND s.video_id = per.target_id
                        RETURNING 1),
-                 p AS (UPDATE engagement.posts t SET likes = greatest(t.likes - per.n, 0)
+                 p AS (UPDATE engagement.posts t
+                       SET likes = greatest(t.likes - per.n, 0), updated_at = now()
                        FROM per WHERE per.target_type = 'post' AND t.id = per.target_id
                        RETURNING 1),
                  c AS (UPDATE engagement.comments t SET likes = greatest(t.likes - per.n, 0)

@@ -121,8 +121,9 @@ pub const ENGAGEMENT_BUCKETS: &[f64] = &[
 pub const MEDIA_DURATION_BUCKETS: &[f64] = &[
     0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0,
 ];
-/// Performance scores: 0..=100.
-pub const SCORE_BUCKETS: &[f64] = &[10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0];
+/// Performance scores (engagement-service's formula: a video with 100 views, 10 likes and
+/// 2 comments that is half watched scores about 15; the scale is logarithmic).
+pub const SCORE_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0, 20.0, 30.0, 50.0, 100.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -331,7 +332,7 @@ fn describe() {
     );
     describe_histogram!(
         CONTENT_PERFORMANCE_SCORE,
-        "Content performance score (0-100), by content type."
+        "Content performance score (logarithmic; formula in engagement-service domain.rs), by content type."
     );
     describe_gauge!(DAILY_ACTIVE_USERS, "Distinct users active today.");
     describe_gauge!(
