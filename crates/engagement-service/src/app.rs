@@ -656,6 +656,33 @@ impl Engagement {
         Ok(())
     }
 
+    /// A page of every video's totals, in id order after `after`; and the next page's start.
+    pub async fn totals(
+        &self,
+        after: Uuid,
+        size: u32,
+    ) -> Result<(Vec<(Uuid, i64, f64)>, Option<Uuid>), EngagementError> {
+        let size = match size {
+            0 => 500,
+            n if n <= 1000 => n,
+            n => {
+                return Err(crate::domain::InvalidField::new(
+                    "page_size",
+                    format!("page_size must be at most 1000, got {n}"),
+                )
+                .into());
+            }
+        };
+        let mut rows = self.store.totals_page(after, i64::from(size) + 1).await?;
+        let next = if rows.len() > size as usize {
+            rows.truncate(size as usize);
+            rows.last().map(|r| r.0)
+        } else {
+            None
+        };
+        Ok((rows, next))
+    }
+
     /// Adds buffered views to Postgres: every batch waiting, each exactly once.
     pub async fn flush_views(&self) -> Result<usize, EngagementError> {
         let batches = self.counters.take_batches().await?;

@@ -12,9 +12,9 @@ use proto::engagement::v1::{
     DeletePostResponse, DeleteVideoStatsRequest, DeleteVideoStatsResponse, FeedItem as FeedItemMsg,
     ForgetUserRequest, ForgetUserResponse, GetFeedRequest, GetFeedResponse, GetPostRequest,
     GetTrendingRequest, GetTrendingResponse, GetVideoStatsRequest, GetVideoStatsResponse,
-    ListCommentsRequest, ListCommentsResponse, ListPostsResponse, ListUserPostsRequest, Post,
-    RecordViewRequest, RecordViewResponse, SetLikeRequest, SetLikeResponse, TargetType,
-    TrendingVideo, feed_item,
+    ListCommentsRequest, ListCommentsResponse, ListPostsResponse, ListUserPostsRequest,
+    ListVideoTotalsRequest, ListVideoTotalsResponse, Post, RecordViewRequest, RecordViewResponse,
+    SetLikeRequest, SetLikeResponse, TargetType, TrendingVideo, VideoTotals, feed_item,
 };
 use proto::serde_ext::to_timestamp;
 use tonic::{Request, Response, Status};
@@ -333,6 +333,38 @@ impl EngagementService for EngagementApi {
                     score,
                 })
                 .collect(),
+        }))
+    }
+
+    async fn list_video_totals(
+        &self,
+        request: Request<ListVideoTotalsRequest>,
+    ) -> Answer<ListVideoTotalsResponse> {
+        // Per-video totals are for the payouts, not for anyone who asks.
+        if !Caller::issued_by(&request, "payments-service") {
+            return Err(Status::permission_denied(
+                "only payments-service may list video totals",
+            ));
+        }
+        let ListVideoTotalsRequest {
+            page_size,
+            page_token,
+        } = request.into_inner();
+        let after = match page_token.as_str() {
+            "" => Uuid::nil(),
+            raw => id("page_token", raw)?,
+        };
+        let (rows, next) = self.app.totals(after, page_size).await?;
+        Ok(Response::new(ListVideoTotalsResponse {
+            videos: rows
+                .into_iter()
+                .map(|(id, views, watch)| VideoTotals {
+                    video_id: id.to_string(),
+                    views: u64::try_from(views).unwrap_or(0),
+                    watch_seconds: watch,
+                })
+                .collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 

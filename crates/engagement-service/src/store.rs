@@ -745,6 +745,28 @@ impl Store {
         Ok(rows.iter().map(|r| count(r.get(0))).collect())
     }
 
+    /// Up to `limit` videos' totals (views, watch seconds) after `after`, in id order.
+    pub async fn totals_page(
+        &self,
+        after: Uuid,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64, f64)>, DbError> {
+        let rows = self
+            .0
+            .query(
+                "SELECT",
+                "engagement.video_stats",
+                "SELECT video_id, views, watch_seconds FROM engagement.video_stats
+                 WHERE video_id > $1 ORDER BY video_id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// Forgets flushed batch ids older than a week (a batch is retried within seconds).
     pub async fn prune_flushes(&self) -> Result<u64, DbError> {
         self.0

@@ -52,7 +52,8 @@ impl Edge {
 #[derive(Debug, Clone)]
 enum Caller {
     Anonymous,
-    User(Uuid),
+    /// A signed-in user, and whether their token carries the admin role.
+    User(Uuid, bool),
     /// A token was sent but is not valid; why, in words for the client.
     Rejected(&'static str),
 }
@@ -66,7 +67,7 @@ fn caller(edge: &Edge, req: &ServiceRequest) -> Caller {
     };
     match jwt::verify::<jwt::Claims>(&edge.jwt_secret, token.trim(), Utc::now().timestamp()) {
         Ok(claims) => match Uuid::parse_str(&claims.sub) {
-            Ok(id) => Caller::User(id),
+            Ok(id) => Caller::User(id, claims.role.as_deref() == Some("admin")),
             Err(_) => Caller::Rejected("the access token is invalid"),
         },
         Err(jwt::JwtError::Expired) => Caller::Rejected("the access token has expired"),
@@ -195,7 +196,7 @@ pub async fn guard(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let who = caller(&edge, &req);
-    if let Caller::User(id) = &who {
+    if let Caller::User(id, _) = &who {
         if let Some(ctx) = req.extensions().get::<telemetry::RequestContext>() {
             ctx.set_user_id(id.to_string());
         }
@@ -212,7 +213,9 @@ pub async fn guard(
     let limit = match (route.as_deref(), &who) {
         (Some("/api/v1/auth/login"), _) => Some(("login", ip, edge.limits.login)),
         (Some("/api/v1/auth/register"), _) => Some(("register", ip, edge.limits.register)),
-        (_, Caller::User(id)) if api => Some(("user", id.to_string(), edge.limits.authenticated)),
+        (_, Caller::User(id, _)) if api => {
+            Some(("user", id.to_string(), edge.limits.authenticated))
+        }
         _ if api => Some(("anonymous", ip, edge.limits.anonymous)),
         _ => None,
     };
@@ -259,7 +262,40 @@ impl FromRequest for Authenticated {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let outcome = match req.extensions().get::<Caller>() {
-            Some(Caller::User(id)) => Ok(Self(*id)),
+            Some(Caller::User(id, _)) => Ok(Self(*id)),
+            Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
+            Some(Caller::Anonymous) | None => Err(ApiError::unauthenticated(
+                "this needs an access token: Authorization: Bearer <token>",
+            )),
+        };
+        std::future::ready(outcome)
+    }
+}
+
+/// A handler argument proving the caller is an administrator: their access token carries
+/// the `admin` role (401 without a valid token, 403 without the role). Calls made for them
+/// carry the role to the services ([`platform::identity::Caller::Admin`]).
+pub struct Admin(pub Uuid);
+
+impl Admin {
+    /// A gRPC request made on this admin's behalf.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        platform::identity::Caller::Admin(self.0).attach(message)
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let outcome = match req.extensions().get::<Caller>() {
+            Some(Caller::User(id, true)) => Ok(Self(*id)),
+            Some(Caller::User(_, false)) => Err(ApiError::new(
+                actix_web::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs the admin role",
+            )),
             Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
             Some(Caller::Anonymous) | None => Err(ApiError::unauthenticated(
                 "this needs an access token: Authorization: Bearer <token>",
@@ -290,7 +326,7 @@ impl FromRequest for Viewer {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let outcome = match req.extensions().get::<Caller>() {
-            Some(Caller::User(id)) => Ok(Self(Some(*id))),
+            Some(Caller::User(id, _)) => Ok(Self(Some(*id))),
             Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),
             Some(Caller::Anonymous) | None => Ok(Self(None)),
         };

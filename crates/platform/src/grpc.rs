@@ -62,7 +62,7 @@ impl Listeners {
 pub fn bind(host: &str, port: u16, key: &str) -> std::io::Result<std::net::TcpListener> {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match std::net::TcpListener::bind((host, port)) {
+        match listen(host, port) {
             Ok(listener) => return Ok(listener),
             Err(e)
                 if e.kind() == std::io::ErrorKind::AddrInUse
@@ -79,6 +79,28 @@ pub fn bind(host: &str, port: u16, key: &str) -> std::io::Result<std::net::TcpLi
             }
         }
     }
+}
+
+/// A listening socket on `host:port` with `SO_REUSEADDR`, as servers usually have it: a
+/// restarted process (a crash, `kill -9`) gets its port back at once, while the dead
+/// one's connections still linger in TIME_WAIT.
+fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs as _;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host} has no address"),
+        )
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// The server stack every service uses.

@@ -38,13 +38,28 @@ pub enum Caller {
     Anonymous,
     /// A signed-in user.
     User(Uuid),
+    /// A signed-in user whose access token carries the `admin` role (the gateway checked
+    /// it); everything a user may do, and the admin RPCs.
+    Admin(Uuid),
 }
 
 impl Caller {
     pub fn user_id(self) -> Option<Uuid> {
         match self {
             Self::Anonymous => None,
-            Self::User(id) => Some(id),
+            Self::User(id) | Self::Admin(id) => Some(id),
+        }
+    }
+
+    /// The admin making `request`; `UNAUTHENTICATED` for nobody, `PERMISSION_DENIED` for a
+    /// user without the role.
+    pub fn require_admin<T>(request: &tonic::Request<T>) -> Result<Uuid, tonic::Status> {
+        match Self::of(request) {
+            Self::Admin(id) => Ok(id),
+            Self::User(_) => Err(tonic::Status::permission_denied(
+                "this needs the admin role",
+            )),
+            Self::Anonymous => Err(tonic::Status::unauthenticated("sign in first")),
         }
     }
 
@@ -93,6 +108,9 @@ struct InternalClaims {
     aud: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sub: Option<Uuid>,
+    /// The user has the admin role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    adm: bool,
     iat: i64,
     exp: i64,
 }
@@ -138,6 +156,7 @@ impl IdentityKey {
                 iss: self.issuer.to_owned(),
                 aud: AUDIENCE.to_owned(),
                 sub: caller.user_id(),
+                adm: matches!(caller, Caller::Admin(_)),
                 iat: now,
                 exp: now + TOKEN_TTL_SECS,
             },
@@ -160,7 +179,11 @@ impl IdentityKey {
             return Err("the internal identity token is invalid");
         }
         Ok((
-            claims.sub.map_or(Caller::Anonymous, Caller::User),
+            match (claims.sub, claims.adm) {
+                (Some(id), true) => Caller::Admin(id),
+                (Some(id), false) => Caller::User(id),
+                (None, _) => Caller::Anonymous,
+            },
             Issuer(claims.iss),
         ))
     }
@@ -241,7 +264,7 @@ where
         let fut = inner.call(req);
         Box::pin(async move {
             // Inside the request's context and span (the telemetry layer scopes this future).
-            if let Caller::User(id) = caller {
+            if let Some(id) = caller.user_id() {
                 if let Some(ctx) = RequestContext::current() {
                     ctx.set_user_id(id.to_string());
                 }
@@ -332,6 +355,10 @@ mod tests {
             Ok(Caller::User(user))
         );
         assert_eq!(k.verify(&k.sign(Caller::Anonymous)), Ok(Caller::Anonymous));
+        assert_eq!(
+            k.verify(&k.sign(Caller::Admin(user))),
+            Ok(Caller::Admin(user))
+        );
         let other = key("another-internal-secret-of-32-bytes-or-more");
         assert!(other.verify(&k.sign(Caller::User(user))).is_err());
         assert!(k.verify("garbage").is_err());
@@ -347,6 +374,7 @@ mod tests {
                 exp: Utc::now().timestamp() + 600,
                 iat: Utc::now().timestamp(),
                 jti: "j".into(),
+                role: None,
             },
         );
         assert!(key(secret).verify(&access).is_err());

@@ -27,6 +27,9 @@ pub struct Claims {
     pub iat: i64,
     /// Unique token id.
     pub jti: String,
+    /// `admin` for administrators; absent for everyone else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl Expiring for Claims {
@@ -117,6 +120,7 @@ mod tests {
             exp,
             iat: 1_000,
             jti: "j1".into(),
+            role: None,
         }
     }
 

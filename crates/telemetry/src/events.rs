@@ -11,6 +11,8 @@ pub enum Category {
     Content,
     /// What users did with content: views, likes, comments, posts.
     Engagement,
+    /// Money: subscriptions, charges, declines, ad revenue, payouts (never card data).
+    Payments,
     /// The platform's own doings: jobs, payouts, renewals.
     System,
     /// Security-relevant events (also counted in `security_events_total`).
@@ -23,6 +25,7 @@ impl Category {
             Self::User => "user",
             Self::Content => "content",
             Self::Engagement => "engagement",
+            Self::Payments => "payments",
             Self::System => "system",
             Self::Security => "security",
         }

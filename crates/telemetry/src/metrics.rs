@@ -68,8 +68,15 @@ pub const VIDEO_PROCESSING_DURATION_SECONDS: &str = "video_processing_duration_s
 pub const VIDEO_PROCESSING_ATTEMPTS_TOTAL: &str = "video_processing_attempts_total";
 /// Label: state (`ready`, `leased`, `dead`).
 pub const VIDEO_PROCESSING_JOBS: &str = "video_processing_jobs";
-/// Labels: currency, source.
+/// Labels: currency, source. Revenue counters count minor units (cents for USD), added
+/// only after the ledger transaction commits.
 pub const REVENUE_TOTAL: &str = "revenue_total";
+/// Label: outcome (`succeeded`, `declined`, `timeout`, `error`). Calls to the payment
+/// provider, retries included.
+pub const PAYMENT_ATTEMPTS_TOTAL: &str = "payment_attempts_total";
+/// Unbalanced journal transactions plus accounts whose balance is not the sum of their
+/// postings, from payments-service's periodic check: 0 in a sound ledger.
+pub const LEDGER_IMBALANCE: &str = "ledger_imbalance";
 /// Labels: plan_id, currency.
 pub const REVENUE_SUBSCRIPTIONS_TOTAL: &str = "revenue_subscriptions_total";
 /// Label: currency.
@@ -316,6 +323,14 @@ fn describe() {
     describe_counter!(
         REVENUE_SUBSCRIPTIONS_TOTAL,
         "Subscription revenue in the smallest currency unit, by plan and currency."
+    );
+    describe_counter!(
+        PAYMENT_ATTEMPTS_TOTAL,
+        "Calls to the payment provider, retries included, by outcome."
+    );
+    describe_gauge!(
+        LEDGER_IMBALANCE,
+        "Unbalanced journal transactions plus accounts whose balance differs from their postings (must be 0)."
     );
     describe_counter!(
         REVENUE_ADS_TOTAL,

@@ -458,6 +458,15 @@ impl TestApp {
 
     /// An access token for `user`, signed as user-service signs them (valid 10 minutes).
     pub fn access_token_for(&self, user: uuid::Uuid) -> String {
+        self.token_with_role(user, None)
+    }
+
+    /// An access token for `user` with the admin role.
+    pub fn admin_token_for(&self, user: uuid::Uuid) -> String {
+        self.token_with_role(user, Some("admin"))
+    }
+
+    fn token_with_role(&self, user: uuid::Uuid, role: Option<&str>) -> String {
         let now = chrono::Utc::now().timestamp();
         platform::jwt::sign(
             self.jwt_secret.as_bytes(),
@@ -466,6 +475,7 @@ impl TestApp {
                 iat: now,
                 exp: now + 600,
                 jti: uuid::Uuid::new_v4().to_string(),
+                role: role.map(str::to_owned),
             },
         )
     }

@@ -168,7 +168,7 @@ impl Accounts {
             )
             .await?;
         match rotation {
-            Rotation::Rotated { user_id } => Ok(self.session(UserId(user_id), new_token)),
+            Rotation::Rotated { user_id } => self.session(UserId(user_id), new_token).await,
             Rotation::Invalid => Err(UserError::InvalidRefreshToken),
             Rotation::Reused { user_id } => {
                 security_event("refresh_token_reuse", "high", Some(&user_id));
@@ -311,14 +311,17 @@ impl Accounts {
         self.store
             .store_refresh_token(&hash, Uuid::new_v4(), user.0, self.refresh_expiry())
             .await?;
-        Ok(self.session(user, refresh_token))
+        self.session(user, refresh_token).await
     }
 
     fn refresh_expiry(&self) -> DateTime<Utc> {
         Utc::now() + secs(self.auth.refresh_token_ttl_secs)
     }
 
-    fn session(&self, user: UserId, refresh_token: String) -> Session {
+    /// The tokens of a session: the access token carries the user's role as it is now
+    /// (a role change shows in the next access token, within its lifetime).
+    async fn session(&self, user: UserId, refresh_token: String) -> Result<Session, UserError> {
+        let role = self.store.role(user.0).await?.filter(|r| r != "user");
         let now = Utc::now().timestamp();
         let ttl = self.auth.access_token_ttl_secs;
         let claims = Claims {
@@ -326,13 +329,14 @@ impl Accounts {
             iat: now,
             exp: now + secs(ttl).num_seconds(),
             jti: Uuid::new_v4().to_string(),
+            role,
         };
-        Session {
+        Ok(Session {
             user_id: user,
             access_token: jwt::sign(self.auth.jwt_secret.expose_secret().as_bytes(), &claims),
             expires_in: ttl,
             refresh_token,
-        }
+        })
     }
 }
 

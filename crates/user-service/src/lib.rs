@@ -25,6 +25,7 @@ platform::grpc_service! {
         (1, "users", include_str!("../migrations/0001_users.sql")),
         (2, "auth_and_follows", include_str!("../migrations/0002_auth_and_follows.sql")),
         (3, "session_lifetime", include_str!("../migrations/0003_session_lifetime.sql")),
+        (4, "roles", include_str!("../migrations/0004_roles.sql")),
     ]
 }
 

@@ -279,6 +279,20 @@ impl Store {
         Ok(deleted == 1)
     }
 
+    /// A user's role (`user` or `admin`); `None` when the account is gone.
+    pub async fn role(&self, id: Uuid) -> Result<Option<String>, DbError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT",
+                "users.users",
+                "SELECT role FROM users.users WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
     pub async fn store_refresh_token(
         &self,
         hash: &[u8],

@@ -2,6 +2,7 @@
 
 mod auth;
 mod engagement;
+mod payments;
 mod plans;
 mod users;
 mod videos;
@@ -30,6 +31,12 @@ macro_rules! resource {
 /// comes near (a login is at most 254 + 1024 bytes); `http.max_body_bytes` is the bound of
 /// every other JSON route, and the lower of the two applies.
 const CREDENTIALS_BODY_BYTES: usize = 4 * 1024;
+
+/// A subscription or a transfer: a few short fields.
+const SMALL_BODY_BYTES: usize = 4 * 1024;
+
+/// A batch of up to 1000 ad revenue events (about 150 bytes each).
+const AD_BATCH_BODY_BYTES: usize = 256 * 1024;
 
 /// The API routes; `max_body` is `http.max_body_bytes`.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
@@ -65,7 +72,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
             .service(resource!("/videos/{id}/views", post => engagement::record_view))
             .service(resource!("/videos/{id}/like", put => engagement::like_video, delete => engagement::unlike_video))
             .service(resource!("/videos/{id}/comments", get => engagement::list_comments, post => engagement::create_comment))
-            .service(resource!("/subscriptions/plans", get => plans::list_plans)),
+            .service(resource!("/subscriptions/plans", get => plans::list_plans))
+            .service(resource!("/subscriptions", post => payments::subscribe).app_data(json_config(SMALL_BODY_BYTES.min(max_body))))
+            .service(resource!("/me/subscription", get => payments::my_subscription, delete => payments::cancel_subscription))
+            .service(resource!("/me/earnings", get => payments::earnings))
+            .service(resource!("/me/payouts", get => payments::payouts))
+            .service(resource!("/admin/ad-revenue", post => payments::ingest_ads).app_data(json_config(AD_BATCH_BODY_BYTES)))
+            .service(resource!("/admin/revenue", get => payments::revenue))
+            .service(resource!("/admin/transfers", post => payments::transfer).app_data(json_config(SMALL_BODY_BYTES.min(max_body))))
+            .service(resource!("/admin/payouts/run", post => payments::run_payouts)),
     );
 }
 

@@ -9,6 +9,7 @@ mod hardening;
 mod health;
 mod logs;
 mod metrics;
+mod payments;
 mod profiling;
 mod resources;
 mod security;
