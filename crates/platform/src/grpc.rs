@@ -196,7 +196,7 @@ where
             .get(GRPC_TIMEOUT)
             .and_then(parse_grpc_timeout)
             .map_or(limit, |asked| asked.min(limit));
-        let fut = inner.call(req);
+        let fut = SERVING_DEADLINE.scope(tokio::time::Instant::now() + deadline, inner.call(req));
         Box::pin(async move {
             match tokio::time::timeout(deadline, fut).await {
                 Ok(answer) => answer,
@@ -284,12 +284,13 @@ pub fn channel(
 /// Each RPC's deadline as a `grpc-timeout` value, by request path.
 #[derive(Debug, Clone)]
 struct Deadlines {
-    default: http::HeaderValue,
-    per_rpc: Arc<HashMap<String, http::HeaderValue>>,
+    default: Duration,
+    per_rpc: Arc<HashMap<String, Duration>>,
 }
 
-fn grpc_timeout(ms: u64) -> http::HeaderValue {
+fn grpc_timeout(budget: Duration) -> http::HeaderValue {
     // At most 8 digits (gRPC's limit): anything longer is written in seconds.
+    let ms = budget.as_millis().max(1);
     let value = if ms < 100_000_000 {
         format!("{ms}m")
     } else {
@@ -301,19 +302,50 @@ fn grpc_timeout(ms: u64) -> http::HeaderValue {
 impl Deadlines {
     fn new(settings: &GrpcClientSettings) -> Self {
         Self {
-            default: grpc_timeout(settings.timeout_ms),
+            default: Duration::from_millis(settings.timeout_ms),
             per_rpc: Arc::new(
                 settings
                     .timeouts
                     .iter()
-                    .map(|t| (format!("/{}", t.rpc), grpc_timeout(t.ms)))
+                    .map(|t| (format!("/{}", t.rpc), Duration::from_millis(t.ms)))
                     .collect(),
             ),
         }
     }
 }
 
-/// Sets the deadline of every call that has none yet; tonic's channel enforces it.
+tokio::task_local! {
+    /// When the RPC this task serves must have answered by: the caller's `grpc-timeout` or
+    /// the server's own limit. Calls made while serving it get no more than what is left.
+    static SERVING_DEADLINE: tokio::time::Instant;
+}
+
+/// What is left of the deadline of the RPC this task is serving, if it serves one.
+pub fn remaining_budget() -> Option<Duration> {
+    SERVING_DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .ok()
+}
+
+/// An error a call fails with: a boxed [`tonic::Status`] when it is ours to name.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether a transport error is the channel giving up on a deadline.
+fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() || e.is::<tokio::time::error::Elapsed>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Gives every call a deadline: the configured one of its RPC, cut to what is left of the
+/// deadline of the RPC being served (so a call never waits longer than its caller will),
+/// sent as `grpc-timeout` and enforced here. A call that runs out of time fails with
+/// DEADLINE_EXCEEDED (the gateway answers 504), not CANCELLED.
 #[derive(Debug, Clone)]
 pub struct DeadlineService<S> {
     inner: S,
@@ -323,30 +355,72 @@ pub struct DeadlineService<S> {
 impl<S, B> tower::Service<http::Request<B>> for DeadlineService<S>
 where
     S: tower::Service<http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, BoxError>>;
 
     fn poll_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        if !req.headers().contains_key(GRPC_TIMEOUT) {
-            let deadline = self
-                .deadlines
-                .per_rpc
-                .get(req.uri().path())
-                .unwrap_or(&self.deadlines.default)
-                .clone();
-            req.headers_mut()
-                .insert(http::HeaderName::from_static(GRPC_TIMEOUT), deadline);
+        let configured = *self
+            .deadlines
+            .per_rpc
+            .get(req.uri().path())
+            .unwrap_or(&self.deadlines.default);
+        let asked = req
+            .headers()
+            .get(GRPC_TIMEOUT)
+            .and_then(parse_grpc_timeout)
+            .unwrap_or(configured);
+        // A tenth of what is left (at most 50 ms) stays with the caller, to answer in time
+        // when this call runs out.
+        let budget = match remaining_budget() {
+            Some(left) => {
+                asked.min(left.saturating_sub((left / 10).min(Duration::from_millis(50))))
+            }
+            None => asked,
+        };
+        if budget.is_zero() {
+            return Box::pin(std::future::ready(Err(
+                Box::new(tonic::Status::deadline_exceeded(
+                    "no time left of the caller's deadline",
+                )) as BoxError,
+            )));
         }
-        self.inner.call(req)
+        req.headers_mut().insert(
+            http::HeaderName::from_static(GRPC_TIMEOUT),
+            grpc_timeout(budget),
+        );
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let expired = || {
+                Box::new(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {} ms",
+                    budget.as_millis()
+                ))) as BoxError
+            };
+            match tokio::time::timeout(budget, fut).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(e)) => {
+                    let e: BoxError = e.into();
+                    if is_timeout(e.as_ref()) {
+                        Err(expired())
+                    } else {
+                        Err(e)
+                    }
+                }
+                Err(_) => Err(expired()),
+            }
+        })
     }
 }
 

@@ -80,10 +80,16 @@ where
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
                 .into(),
         );
-        line.insert(
-            "level".into(),
-            meta.level().as_str().to_ascii_lowercase().into(),
-        );
+        let client_fault = is_client_fault(meta.target(), *meta.level(), &fields);
+        let level = if client_fault {
+            "warn".to_owned()
+        } else {
+            meta.level().as_str().to_ascii_lowercase()
+        };
+        line.insert("level".into(), level.into());
+        if client_fault {
+            line.insert("client_error".into(), true.into());
+        }
         line.insert("service".into(), self.service.clone().into());
         line.insert("version".into(), self.version.clone().into());
         line.insert("environment".into(), self.environment.clone().into());
@@ -115,6 +121,19 @@ where
         let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{json}")
     }
+}
+
+/// actix-http logs a connection's stream errors (a malformed request line or header, a
+/// body cut short, a client that hung up) at `error`: they are the client's faults, not the
+/// system's, and an error-rate alert on logs would page on every port scanner. Written at
+/// `warn` with `client_error: true` instead.
+fn is_client_fault(target: &str, level: tracing::Level, fields: &Map<String, Value>) -> bool {
+    level == tracing::Level::ERROR
+        && target.starts_with("actix_http::h1")
+        && fields
+            .get("message")
+            .and_then(Value::as_str)
+            .is_some_and(|m| m.starts_with("stream error"))
 }
 
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);

@@ -113,3 +113,48 @@ async fn account_changes_are_logged_as_business_events_of_the_user_they_concern(
         );
     }
 }
+
+/// Garbage on the wire is the client's fault: it is logged, but never at `error`, which an
+/// error-rate alert on logs would page on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_logged_as_client_faults_never_as_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::spawn().await;
+    let addr = app.gateway_url().trim_start_matches("http://").to_owned();
+    let garbage: [&[u8]; 4] = [
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http at all\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"login\":",
+    ];
+    for bytes in garbage {
+        let mut stream = tokio::net::TcpStream::connect(&addr)
+            .await
+            .expect("connect");
+        stream.write_all(bytes).await.expect("write");
+        // The last one hangs up mid-body.
+        let _ = stream.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer)).await;
+    }
+    // The gateway still serves.
+    assert_eq!(app.get("/health").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let lines = testkit::telemetry().logs.lines();
+    let errors: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == json!("error"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "error lines for client garbage: {errors:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["client_error"] == json!(true) && l["level"] == json!("warn")),
+        "the malformed request is logged as a client fault"
+    );
+}

@@ -11,6 +11,7 @@ mod logs;
 mod metrics;
 mod payments;
 mod profiling;
+mod reliability;
 mod resources;
 mod security;
 mod shutdown;

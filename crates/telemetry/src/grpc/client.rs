@@ -51,7 +51,7 @@ impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcClientService<
 where
     S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: std::fmt::Display,
+    S::Error: std::fmt::Display + 'static,
     ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes>,
 {
@@ -102,10 +102,14 @@ where
             let response = match fut.await {
                 Ok(response) => response,
                 Err(e) => {
-                    // Transport failure: the peer never answered.
+                    // No answer: a status the lower layers named (a deadline that passed),
+                    // or a transport failure (the peer never answered).
                     span.record("error.message", tracing::field::display(&e));
-                    Completion::pending(Side::Client, service, method, start, span)
-                        .finish(tonic::Code::Unavailable);
+                    let code = (&e as &dyn std::any::Any)
+                        .downcast_ref::<Box<dyn std::error::Error + Send + Sync>>()
+                        .and_then(|e| e.downcast_ref::<tonic::Status>())
+                        .map_or(tonic::Code::Unavailable, tonic::Status::code);
+                    Completion::pending(Side::Client, service, method, start, span).finish(code);
                     return Err(e);
                 }
             };

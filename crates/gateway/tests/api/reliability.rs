@@ -1,0 +1,80 @@
+//! Deadlines end to end: a call that runs out of time is DEADLINE_EXCEEDED (504 with a
+//! JSON body), and what is left of the budget shrinks hop by hop, so a service never waits
+//! on another longer than its own caller will wait for it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use testkit::{ServiceName, TestApp};
+
+use crate::support;
+
+async fn put_latency(app: &TestApp, name: ServiceName, rpc: &str, delay_ms: u64) {
+    let response = app
+        .http
+        .put(format!("{}/admin/faults/{rpc}", app.admin_url(name)))
+        .json(&json!({ "kind": "latency", "delay_ms": delay_ms, "ratio": 1.0 }))
+        .send()
+        .await
+        .expect("admin answers");
+    assert!(response.status().is_success(), "{}", response.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_a_504_measured_as_deadline_exceeded() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__GRPC_CLIENT__TIMEOUT_MS", "200")
+        .spawn()
+        .await;
+    put_latency(&app, ServiceName::Engagement, "GetTrending", 300).await;
+    let started = Instant::now();
+    let response = app.get("/api/v1/videos/trending").await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], json!("deadline_exceeded"), "{body}");
+    // The fault holds the answer 300 ms; the 504 comes at the 200 ms deadline (bounded
+    // loosely here: a loaded machine may be late, and the code and metric prove the rest).
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    support::wait_for_metric(
+        &app,
+        r#"grpc_client_handled_total{grpc_method="GetTrending",grpc_code="DeadlineExceeded"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        support::metric(
+            &app,
+            r#"grpc_client_handled_total{grpc_method="GetTrending",grpc_code="Unavailable"}"#
+        )
+        .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_gives_its_own_calls_no_more_than_is_left_of_its_callers_deadline() {
+    // The gateway waits 200 ms for video-service; video-service may wait 2 s for counts,
+    // but engagement-service is 300 ms slow. Cut to what is left of the 200 ms, the counts
+    // call gives up in time for the video to come back without them.
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__GRPC_CLIENT__TIMEOUT_MS", "200")
+        .spawn()
+        .await;
+    let video = app.insert_video("Budget", "ready").await;
+    put_latency(&app, ServiceName::Engagement, "GetVideoStats", 300).await;
+    let started = Instant::now();
+    let response = app.get(&format!("/api/v1/videos/{video}")).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 200, "the video, without its counts");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["stats"], Value::Null, "{body}");
+    // Without the cut, video-service would wait the 300 ms and the gateway answer 504.
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    support::wait_for_metric(
+        &app,
+        r#"grpc_client_handled_total{grpc_method="GetVideoStats",grpc_code="DeadlineExceeded"}"#,
+        1.0,
+    )
+    .await;
+}
