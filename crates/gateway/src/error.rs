@@ -69,6 +69,17 @@ impl ApiError {
                     passthrough,
                 );
             }
+            // A breaker failing fast: the dependency is named, and when to come back.
+            Some(platform::breaker::CIRCUIT_OPEN) => {
+                return Self {
+                    retry_after: platform::grpc::retry_after(status),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "dependency_unavailable",
+                        passthrough,
+                    )
+                };
+            }
             Some("VIDEO_NOT_READY") => {
                 return Self::new(StatusCode::CONFLICT, "not_ready", passthrough);
             }

@@ -193,6 +193,11 @@ async fn transfers_survive_sigkill_restarts_exactly_once_and_the_books_balance()
         &GrpcClientSettings {
             timeout_ms: 3000,
             timeouts: Vec::new(),
+            // The process is killed on purpose: keep calling it.
+            breaker: platform::breaker::BreakerSettings {
+                min_calls: usize::MAX,
+                ..Default::default()
+            },
         },
     )
     .expect("channel");

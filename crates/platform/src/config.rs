@@ -326,6 +326,9 @@ pub struct GrpcClientSettings {
     /// Deadlines of particular RPCs.
     #[serde(default)]
     pub timeouts: Vec<RpcTimeout>,
+    /// The circuit breaker of each upstream (`platform::breaker`).
+    #[serde(default)]
+    pub breaker: crate::breaker::BreakerSettings,
 }
 
 /// One RPC's deadline.
@@ -520,6 +523,7 @@ mod tests {
                 rpc: rpc.to_owned(),
                 ms,
             }],
+            breaker: crate::breaker::BreakerSettings::default(),
         };
         assert!(
             settings("socialflow.user.v1.UserService/Login", 5_000)

@@ -262,7 +262,8 @@ where
 /// A channel to another service that opens a client span and carries trace context,
 /// request ids, a signed internal identity token and the call's deadline in every call's
 /// metadata.
-pub type TracedChannel = GrpcClientService<SigningService<DeadlineService<Channel>>>;
+pub type TracedChannel =
+    GrpcClientService<SigningService<BreakerService<DeadlineService<Channel>>>>;
 
 /// A lazily connecting, traced channel to `url` (the setting `key`, for error messages)
 /// whose calls carry identity tokens signed with `identity` and the deadlines of
@@ -277,8 +278,78 @@ pub fn channel(
         inner: raw_channel(url, key)?,
         deadlines: Deadlines::new(deadlines),
     };
-    let signed = SigningLayer::new(identity.clone()).layer(timed);
+    let guarded = BreakerService {
+        inner: timed,
+        breaker: crate::breaker::Breaker::new(upstream_of(key), &deadlines.breaker),
+    };
+    let signed = SigningLayer::new(identity.clone()).layer(guarded);
     Ok(GrpcClientLayer::new(known_rpcs()).layer(signed))
+}
+
+/// The service a channel's setting names (`services.engagement`, `engagement.url`...), for
+/// the breaker's metric label.
+fn upstream_of(key: &str) -> &'static str {
+    let name = key.trim_start_matches("services.").trim_end_matches(".url");
+    match name {
+        "user" | "users" => "user-service",
+        "video" | "videos" => "video-service",
+        "engagement" => "engagement-service",
+        "payments" => "payments-service",
+        _ => "other",
+    }
+}
+
+/// Fails calls fast while the upstream's breaker is open; tells the breaker how each call
+/// it let through went.
+#[derive(Debug, Clone)]
+pub struct BreakerService<S> {
+    inner: S,
+    breaker: crate::breaker::Breaker,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for BreakerService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>, Error = BoxError>,
+    S::Future: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let admission = match self.breaker.admit() {
+            Ok(admission) => admission,
+            Err(wait) => {
+                let refusal = crate::breaker::refusal(self.breaker.upstream(), wait);
+                return Box::pin(std::future::ready(Err(Box::new(refusal) as BoxError)));
+            }
+        };
+        let breaker = self.breaker.clone();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let outcome = fut.await;
+            let success = match &outcome {
+                // An error answer comes as headers only: its grpc-status is here already.
+                Ok(response) => response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .is_none_or(|code| !crate::breaker::is_failure(tonic::Code::from(code))),
+                Err(_) => false,
+            };
+            breaker.record(admission, success);
+            outcome
+        })
+    }
 }
 
 /// Each RPC's deadline as a `grpc-timeout` value, by request path.

@@ -3,6 +3,7 @@
 //! server and client plumbing, and graceful shutdown.
 
 pub mod admin;
+pub mod breaker;
 pub mod config;
 pub mod database;
 pub mod faults;

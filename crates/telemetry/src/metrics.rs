@@ -27,6 +27,10 @@ pub const DATABASE_CONNECTIONS_ACTIVE: &str = "database_connections_active";
 pub const DATABASE_CONNECTIONS_MAX: &str = "database_connections_max";
 /// Label: service.
 pub const REDIS_CONNECTIONS_ACTIVE: &str = "redis_connections_active";
+/// Label: upstream. 0 closed, 1 half-open, 2 open (platform::breaker).
+pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker_state";
+/// Label: upstream. Calls failed fast by an open breaker.
+pub const CIRCUIT_BREAKER_REJECTIONS_TOTAL: &str = "circuit_breaker_rejections_total";
 /// Labels: service, rpc, kind. 1 while a drill fault is on (see platform::faults).
 pub const FAULT_INJECTION_ACTIVE: &str = "fault_injection_active";
 
@@ -323,6 +327,14 @@ fn describe() {
     describe_counter!(
         REVENUE_SUBSCRIPTIONS_TOTAL,
         "Subscription revenue in the smallest currency unit, by plan and currency."
+    );
+    describe_gauge!(
+        CIRCUIT_BREAKER_STATE,
+        "Circuit breaker of each upstream: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        CIRCUIT_BREAKER_REJECTIONS_TOTAL,
+        "Calls failed fast because the upstream's circuit breaker was open."
     );
     describe_counter!(
         PAYMENT_ATTEMPTS_TOTAL,

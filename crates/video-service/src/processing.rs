@@ -430,6 +430,7 @@ mod queue_tests {
             &platform::config::GrpcClientSettings {
                 timeout_ms: 1_000,
                 timeouts: Vec::new(),
+                breaker: platform::breaker::BreakerSettings::default(),
             },
         )
         .expect("channel");

@@ -78,3 +78,83 @@ async fn a_service_gives_its_own_calls_no_more_than_is_left_of_its_callers_deadl
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistently_slow_dependency_opens_its_breaker_and_answers_fail_fast() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__GRPC_CLIENT__TIMEOUT_MS", "200")
+        .env("SOCIALFLOW__GRPC_CLIENT__BREAKER__OPEN_MS", "1000")
+        .spawn()
+        .await;
+    put_latency(&app, ServiceName::Engagement, "GetTrending", 300).await;
+    // Ten calls time out (the breaker needs ten outcomes, half of them failures)...
+    for _ in 0..10 {
+        let response = app.get("/api/v1/videos/trending").await;
+        assert_eq!(response.status(), 504);
+    }
+    // ...then the breaker is open: answers come at once, naming the dependency.
+    let started = Instant::now();
+    let response = app.get("/api/v1/videos/trending").await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=1).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body["error"]["code"],
+        json!("dependency_unavailable"),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("engagement-service")),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_millis(100),
+        "fail fast, took {took:?}"
+    );
+    assert_eq!(
+        support::metric(
+            &app,
+            r#"circuit_breaker_state{upstream="engagement-service"}"#
+        )
+        .await,
+        2.0
+    );
+    assert!(
+        support::metric(
+            &app,
+            r#"circuit_breaker_rejections_total{upstream="engagement-service"}"#
+        )
+        .await
+            >= 1.0
+    );
+
+    // The fault goes; after the pause one probe goes through, and its success closes it.
+    let cleared = app
+        .http
+        .delete(format!(
+            "{}/admin/faults/GetTrending",
+            app.admin_url(ServiceName::Engagement)
+        ))
+        .send()
+        .await
+        .expect("admin answers");
+    assert!(cleared.status().is_success());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.get("/api/v1/videos/trending").await.status(), 200);
+    assert_eq!(
+        support::metric(
+            &app,
+            r#"circuit_breaker_state{upstream="engagement-service"}"#
+        )
+        .await,
+        0.0
+    );
+}
