@@ -17,9 +17,13 @@
    answer 503 and count as `failed`, and VideoUploadFailure{service="video-service"} must
    reach the webhook. The store is started again on the same data, a real upload goes
    through and becomes `ready`, and the resolved notification must arrive.
+   The ledger: after the payments traffic (step 3) one account's balance is moved in SQL;
+   LedgerImbalance{service="payments-service"} must reach the webhook as critical, and resolve
+   once the balance is set back to the sum of its postings.
 3. Drives the rest of the traffic the dashboards show (logins that fail, lock an account,
    look like credential stuffing and hit the rate limit; authenticated requests; 4xx; views
-   counted and rejected, likes of a video, a comment and a post, the trending list), then:
+   counted and rejected, likes of a video, a comment and a post, the trending list; payments:
+   a declined card, then a subscription, an admin's ad revenue batch and payout run), then:
    - every metric any rule or dashboard references is exported by some process
      (scripts/metrics_referenced.py --check), exporter metrics excepted;
    - every dashboard panel's query returns data through Prometheus' HTTP API, except panels
@@ -34,6 +38,7 @@ Bounded in time; stops every process it started. Last line: `alert-drill: N pass
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import os
@@ -401,6 +406,131 @@ def engagement_traffic(uploader: "Uploader") -> None:
           f"likes, a comment, a post and trending through the gateway ({statuses})")
 
 
+def payments_traffic(uploader: "Uploader", database_url: str) -> None:
+    """What payments-service's series need to appear (all but ledger_imbalance from their first
+    event): the uploader's card is declined (4000000000000002: payment_attempts_total
+    `declined`), then it subscribes (4242424242424242: `succeeded`, revenue_total
+    `subscription`, revenue_subscriptions_total), and the same request again with the same
+    Idempotency-Key is answered from the key, charging nothing. Then the uploader becomes an
+    admin (users.users.role in SQL; the refreshed access token carries the role: a refresh,
+    not a login, because security_traffic spent the address's login budget) and posts ad
+    revenue for the seeded VIDEO (revenue_total `ads`, revenue_ads_total) and runs the
+    payouts: the period's revenue is shared by the watch time gained, which
+    engagement_traffic's counted view of VIDEO gave its owner, so once that view is in
+    Postgres the run pays them (payouts.min_payout_minor is 1 in the drill: revenue_total
+    `creator_payout`, revenue_creator_payouts_total)."""
+
+    def send(method: str, path: str, body=None, token: str = "", key: str | None = None) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {token or uploader.token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        status, reply = request(method, f"{GATEWAY}/api/v1{path}", body, headers=headers, timeout=30)
+        try:
+            return status, json.loads(reply or b"{}")
+        except ValueError:
+            return status, {"raw": reply[:200].decode(errors="replace")}
+
+    run = uuid.uuid4().hex[:12]
+    status, reply = send("POST", "/subscriptions", {"plan_id": "premium", "payment_method": "4000000000000002"},
+                         key=f"drill-sub-declined-{run}")
+    check(status == 402, f"a declined card answers 402 (HTTP {status}: {reply})")
+    body = {"plan_id": "premium", "payment_method": "4242424242424242"}
+    status, sub = send("POST", "/subscriptions", body, key=f"drill-sub-{run}")
+    check(status == 201 and sub.get("status") == "active",
+          f"the drill's user subscribes to premium with the test card 4242... (HTTP {status}: {sub})")
+    status, again = send("POST", "/subscriptions", body, key=f"drill-sub-{run}")
+    check(status == 201 and again.get("id") == sub.get("id"),
+          f"the same subscription request with the same Idempotency-Key answers the same subscription "
+          f"(HTTP {status}: {again.get('id')} vs {sub.get('id')})")
+
+    status, reply = send("POST", "/admin/payouts/run", key=f"drill-payouts-forbidden-{run}")
+    check(status == 403, f"an admin route refuses a token without the admin role (HTTP {status}: {reply})")
+    promoted = subprocess.run(
+        ["psql", database_url, "-v", "ON_ERROR_STOP=1", "-qtAc",
+         f"UPDATE users.users SET role = 'admin' WHERE username = '{uploader.name}' RETURNING id"],
+        capture_output=True, text=True)
+    if not check(promoted.returncode == 0 and promoted.stdout.strip() != "",
+                 f"{uploader.name} is made an admin in SQL ({(promoted.stdout or promoted.stderr).strip()[:200]})"):
+        return
+    # An anonymous route: the address's budget (rate_limit.anonymous) may still be low after
+    # the fault's traffic. A 429 never reaches user-service, so retrying it is safe.
+    end = time.time() + 30
+    while True:
+        status, reply = request("POST", f"{GATEWAY}/api/v1/auth/refresh", {"refresh_token": uploader.refresh_token})
+        if status != 429 or time.time() >= end:
+            break
+        time.sleep(1)
+    try:
+        tokens = json.loads(reply or b"{}") if status == 200 else {}
+    except ValueError:
+        tokens = {}
+    admin = tokens.get("access_token", "")
+    try:  # the token's claims (its middle part, base64url JSON); the gateway checks the signature
+        part = admin.split(".")[1]
+        role = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))).get("role")
+    except (IndexError, ValueError):
+        role = None
+    if not check(role == "admin", f"the refreshed access token carries the admin role (HTTP {status}, role {role!r})"):
+        return
+    uploader.refresh_token = tokens.get("refresh_token", "")
+
+    status, reply = send("POST", "/admin/ad-revenue",
+                         {"events": [{"video_id": VIDEO, "kind": "click", "amount_minor": 250, "currency": "USD"}]},
+                         token=admin, key=f"drill-ads-{run}")
+    check(status == 201 and reply.get("totals") == [{"amount_minor": 250, "currency": "USD"}],
+          f"an admin posts ad revenue for {VIDEO} (HTTP {status}: {reply})")
+
+    # The payout run shares the period's revenue by the watch time each creator's videos
+    # gained: wait for engagement_traffic's counted view to be flushed into Postgres
+    # (views.flush_interval_ms, 2 s).
+    def watched() -> bool:
+        out = subprocess.run(
+            ["psql", database_url, "-qtAc",
+             f"SELECT watch_seconds > 0 FROM engagement.video_stats WHERE video_id = '{VIDEO}'"],
+            capture_output=True, text=True)
+        return out.stdout.strip() == "t"
+
+    check(wait_until(f"watch time of {VIDEO} in Postgres", 30, watched),
+          f"the counted view's watch time of {VIDEO} reached engagement.video_stats")
+    status, reply = send("POST", "/admin/payouts/run", token=admin, key=f"drill-payouts-{run}")
+    paid = reply.get("paid") or []
+    check(status == 200 and any(p.get("currency") == "USD" and p.get("amount_minor", 0) > 0 for p in paid),
+          f"an admin's payout run pays the creator of {VIDEO} (HTTP {status}: {reply})")
+
+
+def ledger_drill(hook: "Webhook", database_url: str) -> None:
+    """LedgerImbalance through the real pipeline: one account's balance is moved behind the
+    service's back (SQL, as a hand-run fix gone wrong would), payments-service's ledger check
+    (every second in the drill) counts it, and the alert must reach the webhook as critical;
+    the balance is set back to the sum of its postings and the alert must resolve."""
+
+    def psql(sql: str) -> str:
+        out = subprocess.run(["psql", database_url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql],
+                             capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    account = psql("UPDATE payments.accounts SET balance = balance - 1 WHERE id = ("
+                   "SELECT id FROM payments.accounts WHERE kind = 'platform_revenue' ORDER BY id LIMIT 1) "
+                   "RETURNING id")
+    if not check(bool(account), f"an account's balance is moved by hand in SQL (account {account or 'none'})"):
+        return
+    try:
+        if check(wait_until("LedgerImbalance firing", DEADLINE_ALERT,
+                            lambda: bool(hook.alerts("LedgerImbalance", "payments-service", "firing")), every=1),
+                 "the webhook received LedgerImbalance for payments-service"):
+            alert = hook.alerts("LedgerImbalance", "payments-service", "firing")[0]
+            check(alert["labels"].get("severity") == "critical"
+                  and alert["annotations"].get("runbook_url", "").endswith("LedgerImbalance.md"),
+                  "the notification carries severity=critical and its runbook_url")
+    finally:
+        fixed = psql("UPDATE payments.accounts a SET balance = (SELECT coalesce(sum(p.amount), 0) "
+                     f"FROM payments.postings p WHERE p.account_id = a.id) WHERE a.id = '{account}' RETURNING id")
+    check(fixed == account, "the account's balance is set back to the sum of its postings")
+    check(wait_until("LedgerImbalance resolved", DEADLINE_RESOLVE,
+                     lambda: bool(hook.alerts("LedgerImbalance", "payments-service", "resolved")), every=1),
+          "the webhook received LedgerImbalance's resolved notification")
+
+
 # ----------------------------------------------------------------------------- videos
 
 
@@ -460,6 +590,7 @@ class Uploader:
 
     def __init__(self) -> None:
         self.token = ""
+        self.refresh_token = ""
         self.name = f"drill_up_{os.getpid()}_{int(time.time()) % 100000}"
 
     def sign_in(self) -> bool:
@@ -475,7 +606,9 @@ class Uploader:
         if status != 200:
             say(f"login {self.name}: {status}")
             return False
-        self.token = json.loads(body).get("access_token", "")
+        tokens = json.loads(body)
+        self.token = tokens.get("access_token", "")
+        self.refresh_token = tokens.get("refresh_token", "")
         return bool(self.token)
 
     def auth(self) -> dict:
@@ -640,6 +773,13 @@ def main() -> int:
     env["SOCIALFLOW__ACTIVITY__REFRESH_SECS"] = "1"
     # content_performance_score is observed at each scores run (5 minutes by default).
     env["SOCIALFLOW__SCORES__INTERVAL_SECS"] = "1"
+    # The payout run pays a creator's share of the period's revenue (the drill's subscription
+    # and ad revenue, a few dollars) only from payouts.min_payout_minor ($10.00 by default):
+    # at 1 it pays, and revenue_creator_payouts_total gets its first value.
+    env["SOCIALFLOW__PAYOUTS__MIN_PAYOUT_MINOR"] = "1"
+    # ledger_imbalance is recomputed every 30 s by default: every second here, so that
+    # LedgerImbalance fires and resolves within seconds.
+    env["SOCIALFLOW__LEDGER__CHECK_INTERVAL_SECS"] = "1"
     env["SOCIALFLOW__REDIS__KEY_PREFIX"] = f"drill:{os.getpid()}:"
     # The stack runs on the built-in development keys, refused without this.
     env["SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY"] = "true"
@@ -735,6 +875,8 @@ def main() -> int:
         security_traffic()
         if signed_in:
             engagement_traffic(uploader)
+            payments_traffic(uploader, env["SOCIALFLOW__DATABASE__URL"])
+            ledger_drill(hook, env["SOCIALFLOW__DATABASE__URL"])
 
         def resolved() -> bool:
             get_video(5)

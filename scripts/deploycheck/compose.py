@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .common import BINARIES, COMPOSE_FILE, ROOT, clean_env, duration_secs, mem_bytes, sh, url_host_port, yaml
 from .media import DEFAULT_TMPDIR, compose_scratch_problems, scratch_bytes, tool_problems
-from .settings import deployment_problems, grpc_urls, required_env, shared_key_problems, type_problem
+from .settings import SETTING_BOUNDS, deployment_problems, grpc_urls, required_env, shared_key_problems, type_problem
 
 # The services every compose profile must have, by role.
 OBSERVABILITY = ["jaeger", "prometheus", "alertmanager", "grafana", "loki", "alloy", "blackbox-exporter",
@@ -158,6 +158,26 @@ class ComposeChecks:
             return p
         self.r.run("compose: the check of video-service's /tmp refuses none, read-only, unsized, too small or "
                    "RAM beyond mem_limit", scratch_check_bites)
+
+        def bounds_bites() -> list[str]:
+            """Every bounded setting (SETTING_BOUNDS) is one a binary reads, and a value just
+            outside its bounds in that binary's compose env is refused."""
+            p = []
+            for (section, key), (low, high, _) in SETTING_BOUNDS.items():
+                readers = [b for b in BINARIES if key in s.schema[b].get(section, {})]
+                if not readers:
+                    p.append(f"{section}.{key}: no binary reads it (a stale bound in deploycheck/settings.py)")
+                name = f"SOCIALFLOW__{section.upper()}__{key.upper()}"
+                for b in readers:
+                    env = {k: str(v) for k, v in (services[b].get("environment") or {}).items()}
+                    for bad in [x for x in ((low - 1) if low is not None else None,
+                                            (high + 1) if high is not None else None) if x is not None]:
+                        found = deployment_problems(b, s.effective(b, {**env, name: str(bad)}))
+                        if not any(f"{section}.{key} = {bad}" in x for x in found):
+                            p.append(f"{b}: accepts {section}.{key} = {bad}")
+            return p
+        self.r.run("compose: bounded settings (payments' provider, payouts, ledger; grpc_client) are read by a "
+                   "binary, and a value outside the bounds is refused", bounds_bites)
 
         def profiles() -> list[str]:
             p = []

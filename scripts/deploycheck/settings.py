@@ -15,15 +15,28 @@ def rust_sources() -> dict[str, str]:
     return {str(p.relative_to(ROOT)): p.read_text() for p in ROOT.glob("crates/*/src/**/*.rs")}
 
 
+SERDE_DEFAULT = re.compile(r"#\[serde\([^)]*\bdefault\b")
+
+
 def rust_structs(sources: dict[str, str]) -> dict[str, dict]:
-    """`pub struct Name { pub field: Type, ... }` → {Name: {fields: {field: Type}, default: bool}}."""
+    """`pub struct Name { pub field: Type, ... }` → {Name: {fields: {field: Type}, default: bool,
+    field_defaults: {field, ...}}}: `default` for `#[serde(default)]` on the struct (every
+    missing field takes the struct's Default), `field_defaults` for it on a field. A
+    path-qualified type (`crate::breaker::BreakerSettings`) is named by its last segment."""
     structs = {}
     for path, text in sources.items():
         for m in re.finditer(r"((?:#\[[^\]]*\]\s*)*)pub struct (\w+)\s*\{(.*?)\n\}", text, re.S):
             attrs, name, body = m.group(1), m.group(2), m.group(3)
-            fields = dict(re.findall(r"^\s*pub (\w+):\s*([\w:<>]+)", body, re.M))
-            serde_default = bool(re.search(r"#\[serde\([^)]*\bdefault\b", attrs))
-            structs[name] = {"fields": fields, "default": serde_default, "path": path}
+            fields, field_defaults = {}, set()
+            for f in re.finditer(r"((?:^\s*#\[[^\]]*\]\s*\n)*)^\s*pub (\w+):\s*([\w:<>]+)", body, re.M):
+                field_attrs, field, rust_type = f.group(1), f.group(2), f.group(3)
+                if "<" not in rust_type:
+                    rust_type = rust_type.rsplit("::", 1)[-1]
+                fields[field] = rust_type
+                if SERDE_DEFAULT.search(field_attrs):
+                    field_defaults.add(field)
+            structs[name] = {"fields": fields, "default": bool(SERDE_DEFAULT.search(attrs)),
+                             "field_defaults": field_defaults, "path": path}
     return structs
 
 
@@ -58,12 +71,11 @@ class Settings:
                     self.problems.append(f"{binary}: section type {type_name} not found")
                     continue
                 sections[section] = self._flatten(type_name, structs)
-                has_default = structs[type_name]["default"]
                 for key in sections[section]:
                     node = merged.get(section, {})
                     for part in key.split("."):
                         node = node.get(part) if isinstance(node, dict) else None
-                    if node is None and not has_default:
+                    if node is None and not self._serde_default(type_name, key, structs):
                         self.problems.append(f"{binary}: {section}.{key} has no default")
             self.schema[binary] = sections
 
@@ -78,6 +90,19 @@ class Settings:
             else:
                 out[field] = rust_type
         return out
+
+    @staticmethod
+    def _serde_default(type_name: str, key: str, structs: dict) -> bool:
+        """Whether serde fills `key` (dotted) of `type_name` when the config leaves it out: a
+        `#[serde(default)]` on a struct along the path or on a field along it."""
+        for part in key.split("."):
+            st = structs.get(type_name)
+            if st is None:
+                return False
+            if st["default"] or part in st.get("field_defaults", ()):
+                return True
+            type_name = st["fields"].get(part, "")
+        return False
 
     @staticmethod
     def _settings_struct(binary: str, sources: dict[str, str], structs: dict) -> str:
@@ -164,10 +189,26 @@ CONNECTION_KEYS = {"server": ["host", "port", "admin_port"], "database": ["url"]
 SHARED_KEYS = ["jwt_secret", "internal_token_secret"]
 # Every process verifies the internal identity token (docs/architecture.md, "Identity and trust").
 EVERY_PROCESS_READS = [("auth", "internal_token_secret"), ("auth", "allow_development_key")]
-# gRPC calls the code does not configure yet but the architecture has (payments → engagement
-# for the view counts behind payouts): the NetworkPolicy lets them through already.
-PLANNED_CALLS = {("payments-service", "engagement-service")}
+# gRPC calls the code does not configure yet but the architecture has: the NetworkPolicy lets
+# them through already. None today: payments-service's calls to video-service and
+# engagement-service (payouts, ad revenue) are configured (`videos.url`, `engagement.url`).
+PLANNED_CALLS: set[tuple[str, str]] = set()
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# Numeric settings a deployment must keep within bounds (inclusive; None: unbounded), where
+# the binary would refuse to start or silently use another value (`x.max(1)`): (section, key)
+# → (low, high, why). Checked wherever the binary reads the section.
+SETTING_BOUNDS = {
+    ("grpc_client", "timeout_ms"): (1, None, "the binary refuses 0"),
+    # payments-service (crates/payments-service/src/lib.rs and app.rs).
+    ("provider", "timeout_ms"): (1, None, "0 is taken as 1 ms: every charge would time out"),
+    ("provider", "attempts"): (1, None, "0 is taken as 1"),
+    ("subscriptions", "renew_interval_secs"): (1, None, "0 is taken as 1 s"),
+    ("payouts", "period_secs"): (1, None, "0 is taken as 1 s: a payout period every second"),
+    ("payouts", "creator_share_bps"): (0, 10_000, "basis points of the revenue: at most 10000 (100%)"),
+    ("payouts", "min_payout_minor"): (1, None, "0 and below are taken as 1"),
+    ("ledger", "idempotency_retention_hours"): (1, None, "0 and below are taken as 1 hour"),
+    ("ledger", "check_interval_secs"): (1, None, "0 is taken as 1 s"),
+}
 
 
 def shared_key_problems(s: "Settings", envs: dict[str, dict[str, str]]) -> list[str]:
@@ -198,6 +239,16 @@ def deployment_problems(binary: str, eff: dict) -> list[str]:
         p.append(f"{binary}: server.host {eff['server']['host']} is unreachable from other pods/containers (set 0.0.0.0)")
     if str((eff.get("auth") or {}).get("allow_development_key", "false")).lower() == "true":
         p.append(f"{binary}: auth.allow_development_key is true (built-in development keys accepted)")
+    for (section, key), (low, high, why) in SETTING_BOUNDS.items():
+        value = (eff.get(section) or {}).get(key)
+        if value is None:
+            continue
+        try:
+            number = int(str(value))
+        except ValueError:
+            continue  # type_problem reports it
+        if (low is not None and number < low) or (high is not None and number > high):
+            p.append(f"{binary}: {section}.{key} = {number}: {why}")
     return p
 
 
@@ -217,7 +268,8 @@ def grpc_urls(s, binary, eff):
     if "services" in s.schema[binary]:
         urls.update({f"services.{k}": (f"{k}-service", v) for k, v in eff["services"].items()})
     # One section per peer, its `url` the peer's gRPC address (engagement-service's
-    # `users` and `videos`, video-service's `engagement`).
+    # `users` and `videos`, video-service's `engagement`, payments-service's `videos` and
+    # `engagement`).
     for section, target in (("engagement", "engagement-service"), ("users", "user-service"),
                             ("videos", "video-service")):
         if section in s.schema[binary]:

@@ -293,7 +293,7 @@ impl FromRequest for Admin {
             Some(Caller::User(id, true)) => Ok(Self(*id)),
             Some(Caller::User(_, false)) => Err(ApiError::new(
                 actix_web::http::StatusCode::FORBIDDEN,
-                "forbidden",
+                "permission_denied",
                 "this needs the admin role",
             )),
             Some(Caller::Rejected(why)) => Err(ApiError::unauthenticated(*why)),

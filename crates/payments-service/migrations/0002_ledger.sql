@@ -99,10 +99,11 @@ CREATE TABLE payments.subscriptions (
     created_at           TIMESTAMPTZ NOT NULL DEFAULT now(),
     updated_at           TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- One active subscription per user; a past_due one (its renewal was declined) has ended.
 CREATE UNIQUE INDEX subscriptions_one_live ON payments.subscriptions (user_id)
-    WHERE status IN ('active', 'past_due');
+    WHERE status = 'active';
 CREATE INDEX subscriptions_due ON payments.subscriptions (current_period_end)
-    WHERE status IN ('active', 'past_due');
+    WHERE status = 'active';
 
 CREATE TABLE payments.ad_revenue (
     id          BIGSERIAL PRIMARY KEY,
@@ -143,6 +144,12 @@ CREATE TABLE payments.payouts (
     created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX payouts_by_creator ON payments.payouts (creator_id, created_at DESC);
+-- Which payout period took each revenue transaction: every one is shared exactly once,
+-- whenever it commits (a charge made while a period closes goes to the next one).
+CREATE TABLE payments.revenue_claims (
+    journal_id UUID PRIMARY KEY REFERENCES payments.journal (id),
+    period_id  UUID NOT NULL REFERENCES payments.payout_periods (id)
+);
 -- Engagement totals per video at the end of the last period: the next period's share is
 -- what was added since.
 CREATE TABLE payments.engagement_snapshots (
@@ -153,15 +160,18 @@ CREATE TABLE payments.engagement_snapshots (
 
 -- The built-in sandbox payment provider's own records (what a real provider would keep on
 -- its side): test cards by token, and charges by the caller's provider idempotency key.
+-- A token is `pm_` and the first 24 hex digits of the card number's SHA-256: no card number
+-- is stored anywhere.
 CREATE TABLE payments.sandbox_cards (
     token    TEXT PRIMARY KEY,
     behavior TEXT NOT NULL CHECK (behavior IN ('succeed', 'decline', 'timeout_once')),
     last4    TEXT NOT NULL
 );
-INSERT INTO payments.sandbox_cards (token, behavior, last4) VALUES
-    ('pm_card_4242424242424242', 'succeed', '4242'),
-    ('pm_card_4000000000000002', 'decline', '0002'),
-    ('pm_card_4000000000000119', 'timeout_once', '0119');
+INSERT INTO payments.sandbox_cards (token, behavior, last4)
+SELECT 'pm_' || left(encode(sha256(convert_to(number, 'UTF8')), 'hex'), 24), behavior, right(number, 4)
+FROM (VALUES ('4242424242424242', 'succeed'),
+             ('4000000000000002', 'decline'),
+             ('4000000000000119', 'timeout_once')) AS cards (number, behavior);
 CREATE TABLE payments.sandbox_charges (
     idempotency_key TEXT PRIMARY KEY,
     id              UUID NOT NULL,

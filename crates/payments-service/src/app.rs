@@ -60,6 +60,8 @@ pub struct PayoutRun {
     pub creators: u32,
     /// Paid out, by currency code.
     pub paid: Vec<(String, i64)>,
+    /// Each payout: (creator, amount, currency code).
+    pub issued: Vec<(Uuid, i64, String)>,
 }
 
 /// A creator's statement.
@@ -147,6 +149,9 @@ impl Payments {
                 }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = "no answer in time".to_owned(),
+            }
+            if attempt == attempts {
+                break;
             }
             tracing::warn!(attempt, error = %last, "charge attempt failed; retrying with the same key");
             let base = 50u64 << attempt.min(6);
@@ -479,14 +484,23 @@ impl Payments {
         }
     }
 
-    /// The payout job: closes the period that ended now.
-    pub async fn run_payouts(&self) -> Result<PayoutRun, PaymentsError> {
+    /// The payout job: closes a period once `payouts.period_secs` have passed since the last
+    /// one ended (whichever replica looks first; the others find it closed). `None` when no
+    /// period is due yet.
+    pub async fn run_payouts_if_due(&self) -> Result<Option<PayoutRun>, PaymentsError> {
         let mut conn = self.store.begin().await?;
         let tx = conn.transaction().await?;
+        store::lock_payouts(&tx).await?;
+        let last = store::last_period_end(&tx).await?;
+        let period =
+            chrono::Duration::seconds(i64::try_from(self.payouts.period_secs).unwrap_or(i64::MAX));
+        if Utc::now() < last + period {
+            return Ok(None);
+        }
         let run = self.payout_period(&tx).await?;
         tx.commit().await?;
         count_payouts(&run);
-        Ok(run)
+        Ok(Some(run))
     }
 
     /// Shares the revenue of (last period end, now] among creators by the watch time their
@@ -523,7 +537,7 @@ impl Payments {
         let period = Uuid::new_v4();
         store::insert_period(tx, period, start, end).await?;
         let mut creators = std::collections::HashSet::new();
-        for (code, revenue) in store::period_revenue(tx, start, end).await? {
+        for (code, revenue) in store::claim_revenue(tx, period).await? {
             let currency = Currency::parse("currency", &code)?;
             let platform = store::account(tx, AccountKind::PlatformRevenue, None, currency).await?;
             for (creator, share) in split_pool(revenue, self.payouts.creator_share_bps, &weights) {
@@ -563,6 +577,7 @@ impl Payments {
             }
         }
         let mut paid = Vec::new();
+        let mut issued = Vec::new();
         for code in store::owed_currencies(tx).await? {
             let currency = Currency::parse("currency", &code)?;
             let payable = store::account(tx, AccountKind::PayoutsPayable, None, currency).await?;
@@ -590,13 +605,7 @@ impl Payments {
                 )
                 .await?;
                 store::insert_payout(tx, creator, owed, currency, journal).await?;
-                telemetry::business_event!(
-                    Category::Payments,
-                    "payout_issued",
-                    user_id = %creator,
-                    amount_minor = owed,
-                    currency = currency.code()
-                );
+                issued.push((creator, owed, code.clone()));
                 total += owed;
             }
             if total > 0 {
@@ -608,6 +617,7 @@ impl Payments {
             period_id: period,
             creators: u32::try_from(creators.len()).unwrap_or(u32::MAX),
             paid,
+            issued,
         })
     }
 
@@ -622,6 +632,7 @@ impl Payments {
         let sub = &due.subscription;
         let currency = Currency::parse("currency", &sub.currency)?;
         let mut charged = false;
+        let mut renewed = false;
         if sub.cancel_at_period_end {
             store::close_period(&tx, sub.id, "canceled", None).await?;
         } else {
@@ -642,6 +653,7 @@ impl Payments {
                 let start = sub.current_period_end;
                 let end = next_period(start, &due.interval);
                 store::close_period(&tx, sub.id, "active", Some((start, end))).await?;
+                renewed = true;
                 if sub.price_minor > 0 {
                     post_charge(&tx, sub, currency).await?;
                     charged = true;
@@ -656,7 +668,11 @@ impl Payments {
         }
         telemetry::business_event!(
             Category::Payments,
-            if charged { "subscription_renewed" } else { "subscription_period_closed" },
+            if renewed {
+                "subscription_renewed"
+            } else {
+                "subscription_ended"
+            },
             user_id = %sub.user_id,
             subscription_id = %sub.id
         );
@@ -717,7 +733,17 @@ fn count_subscription(sub: &Subscription, currency: Currency) {
     .increment(u64::try_from(sub.price_minor).unwrap_or(0));
 }
 
+/// After the payout transaction committed: the counters and the event lines.
 fn count_payouts(run: &PayoutRun) {
+    for (creator, amount, currency) in &run.issued {
+        telemetry::business_event!(
+            Category::Payments,
+            "payout_issued",
+            user_id = %creator,
+            amount_minor = *amount,
+            currency = %currency
+        );
+    }
     for (code, total) in &run.paid {
         if let Ok(currency) = Currency::parse("currency", code) {
             revenue(Source::CreatorPayout, currency, *total);

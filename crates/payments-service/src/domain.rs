@@ -104,7 +104,8 @@ impl IdempotencyKey {
 /// A card as the client gave it: only its provider token and last four digits are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Card {
-    /// The provider's token for the card (the sandbox's `pm_card_<number>`).
+    /// The provider's token for the card (the sandbox's: `pm_` and the first 24 hex digits
+    /// of the number's SHA-256; the number itself is never stored).
     pub token: String,
     pub last4: String,
 }
@@ -120,9 +121,12 @@ impl Card {
         if !luhn(&digits) {
             return Err(invalid());
         }
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(digits.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
         Ok(Self {
             last4: digits[digits.len() - 4..].to_owned(),
-            token: format!("pm_card_{digits}"),
+            token: format!("pm_{hex}"),
         })
     }
 }
@@ -231,7 +235,15 @@ mod tests {
     fn cards_pass_luhn_and_keep_only_a_token_and_last_four() {
         let card = Card::parse("4242 4242 4242 4242").expect("test card");
         assert_eq!(card.last4, "4242");
-        assert_eq!(card.token, "pm_card_4242424242424242");
+        assert!(
+            card.token.starts_with("pm_") && card.token.len() == 27,
+            "{}",
+            card.token
+        );
+        assert!(
+            !card.token.contains("4242424242"),
+            "no card number in the token"
+        );
         assert!(Card::parse("4000000000000002").is_ok());
         assert!(Card::parse("4000000000000119").is_ok());
         assert!(Card::parse("4242424242424241").is_err(), "Luhn");

@@ -41,6 +41,9 @@ pub enum PaymentsError {
     /// The payment provider did not answer (after retries); nothing was recorded.
     #[error("the payment provider is unavailable: {0}")]
     Provider(String),
+    /// Something stored cannot be read back (a bug, never the client's doing).
+    #[error("{0}")]
+    Corrupt(String),
     /// A service this one calls failed.
     #[error("{0}")]
     Upstream(Status),
@@ -97,6 +100,10 @@ impl From<PaymentsError> for Status {
             PaymentsError::Provider(e) => {
                 tracing::warn!(error = %e, "payment provider unavailable");
                 Status::unavailable("the payment provider is unavailable; retry with the same key")
+            }
+            PaymentsError::Corrupt(e) => {
+                tracing::error!(error = %e, "stored payments data unreadable");
+                Status::internal("internal error")
             }
             PaymentsError::Upstream(status) => {
                 if status.code() == tonic::Code::DeadlineExceeded {

@@ -108,6 +108,16 @@ where
 async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     settings.grpc_client.validate()?;
     metrics::gauge!(m::LEDGER_IMBALANCE).set(0.0);
+    // The series start at 0, so rate() sees the first amount after a restart (plans are
+    // priced in USD; other currencies appear with their first amount).
+    for outcome in ["succeeded", "declined", "timeout", "error"] {
+        metrics::counter!(m::PAYMENT_ATTEMPTS_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for source in ["subscription", "ads", "creator_payout"] {
+        metrics::counter!(m::REVENUE_TOTAL, "currency" => "USD", "source" => source).increment(0);
+    }
+    metrics::counter!(m::REVENUE_ADS_TOTAL, "currency" => "USD").increment(0);
+    metrics::counter!(m::REVENUE_CREATOR_PAYOUTS_TOTAL, "currency" => "USD").increment(0);
     let channel = |url: &str, key: &str| {
         platform::grpc::channel(url, key, &shared.identity, &settings.grpc_client)
     };
@@ -116,7 +126,15 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
         channel(&settings.engagement.url, "engagement.url")?,
     );
     let store = store::Store(shared.db.clone());
-    let provider = Arc::new(provider::Sandbox::new(shared.db.clone()));
+    // The sandbox provider has a pool of its own: charges happen while the operation's
+    // transaction holds a connection of the main pool, so sharing it could starve both.
+    let sandbox_pool = platform::database::pool(&platform::config::DatabaseSettings {
+        max_connections: 4,
+        ..settings.database.clone()
+    })?;
+    let provider = Arc::new(provider::Sandbox::new(platform::database::Db::new(
+        sandbox_pool,
+    )));
     let app = app::Payments::new(
         store,
         provider,
@@ -153,13 +171,15 @@ async fn build(settings: &Settings, shared: &Shared) -> anyhow::Result<Parts> {
     ))
     .with_worker(periodic(
         "creator-payouts",
-        Duration::from_secs(settings.payouts.period_secs.max(1)),
+        // Looks every minute (sooner for short periods) whether a period is due.
+        Duration::from_secs(settings.payouts.period_secs.clamp(1, 60)),
         move || {
             let app = payouts.clone();
             async move {
-                match app.run_payouts().await {
-                    Ok(run) => tracing::info!(period_id = %run.period_id, creators = run.creators, "payout period closed"),
-                    Err(e) => tracing::warn!(error = %e, "payout period not closed; retrying next period"),
+                match app.run_payouts_if_due().await {
+                    Ok(Some(run)) => tracing::info!(period_id = %run.period_id, creators = run.creators, "payout period closed"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "payout period not closed; retrying"),
                 }
             }
         },

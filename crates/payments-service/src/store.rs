@@ -213,12 +213,12 @@ impl Store {
                 return Err(PaymentsError::KeyReused);
             }
             let answer: Answer<T> = serde_json::from_value(row.get(2))
-                .map_err(|e| PaymentsError::Provider(format!("stored answer unreadable: {e}")))?;
+                .map_err(|e| PaymentsError::Corrupt(format!("stored answer unreadable: {e}")))?;
             return Ok((answer, false));
         }
         let answer = work(&tx).await?;
         let stored = serde_json::to_value(&answer)
-            .map_err(|e| PaymentsError::Provider(format!("answer not storable: {e}")))?;
+            .map_err(|e| PaymentsError::Corrupt(format!("answer not storable: {e}")))?;
         tx.execute(
             "INSERT INTO payments.idempotency_keys (caller_id, key, rpc, fingerprint, answer)
              VALUES ($1, $2, $3, $4, $5)",
@@ -510,7 +510,7 @@ pub async fn live_subscription_in(
         .query_opt(
             &format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM payments.subscriptions
-                 WHERE user_id = $1 AND status IN ('active', 'past_due') FOR UPDATE"
+                 WHERE user_id = $1 AND status = 'active' FOR UPDATE"
             ),
             &[&user],
         )
@@ -675,22 +675,28 @@ pub async fn last_period_end(tx: &Transaction<'_>) -> Result<DateTime<Utc>, Paym
     Ok(row.get(0))
 }
 
-/// Subscription and ad revenue credited to the platform in (from, to], by currency.
-pub async fn period_revenue(
+/// Claims for `period` every subscription and ad revenue transaction no period has taken
+/// yet, and sums what they credited the platform, by currency. Claims, not times: a
+/// transaction that commits while a period closes is taken by the next one.
+pub async fn claim_revenue(
     tx: &Transaction<'_>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    period: Uuid,
 ) -> Result<Vec<(String, i64)>, PaymentsError> {
     let rows = tx
         .query(
-            "SELECT p.currency, -sum(p.amount)::bigint
-             FROM payments.journal j
-             JOIN payments.postings p ON p.journal_id = j.id
+            "WITH claimed AS (
+                INSERT INTO payments.revenue_claims (journal_id, period_id)
+                SELECT j.id, $1 FROM payments.journal j
+                WHERE j.kind IN ('subscription_charge', 'ad_revenue')
+                  AND NOT EXISTS (SELECT 1 FROM payments.revenue_claims c WHERE c.journal_id = j.id)
+                RETURNING journal_id)
+             SELECT p.currency, -sum(p.amount)::bigint
+             FROM claimed
+             JOIN payments.postings p ON p.journal_id = claimed.journal_id
              JOIN payments.accounts a ON a.id = p.account_id
-             WHERE j.created_at > $1 AND j.created_at <= $2
-               AND j.kind IN ('subscription_charge', 'ad_revenue') AND a.kind = 'platform_revenue'
+             WHERE a.kind = 'platform_revenue'
              GROUP BY p.currency",
-            &[&from, &to],
+            &[&period],
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())

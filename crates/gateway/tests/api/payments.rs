@@ -258,8 +258,8 @@ async fn a_declined_card_leaves_nothing_and_a_lost_answer_is_retried_into_one_ch
         .connect()
         .await
         .query_one(
-            "SELECT count(*), max(attempts), min(status) FROM payments.sandbox_charges
-             WHERE token = 'pm_card_4000000000000119'",
+            "SELECT count(*), max(attempts), min(status) FROM payments.sandbox_charges c
+             JOIN payments.sandbox_cards k ON k.token = c.token WHERE k.last4 = '0119'",
             &[],
         )
         .await
@@ -279,6 +279,14 @@ async fn a_declined_card_leaves_nothing_and_a_lost_answer_is_retried_into_one_ch
         1
     );
     assert!(support::metric(&app, "payment_attempts_total{outcome=\"timeout\"}").await >= 1.0);
+    // No card number is stored, declined ones included.
+    let stored = count(
+        &app,
+        "SELECT count(*) FROM payments.subscriptions s FULL JOIN payments.sandbox_charges c ON FALSE
+         WHERE s.payment_token LIKE '%4000000000000%' OR c.token LIKE '%4000000000000%'",
+    )
+    .await;
+    assert_eq!(stored, 0);
     assert_eq!(
         support::metric(&app, "payment_attempts_total{outcome=\"declined\"}").await,
         1.0

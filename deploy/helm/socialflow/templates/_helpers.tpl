@@ -33,9 +33,10 @@ engagement-service:
 payments-service:
   key: paymentsService
   api: grpc
-  sections: [server, database, auth, telemetry]
-  # View counts behind payouts (docs/architecture.md).
-  calls: [engagement-service]
+  sections: [server, database, videos, engagement, grpc_client, provider, subscriptions, payouts, ledger, auth, telemetry]
+  # Who owns a video (video-service: BatchGetVideos, for ad revenue and payouts) and how
+  # much each was watched (engagement-service: ListVideoTotals, for payouts).
+  calls: [video-service, engagement-service]
 {{- end }}
 
 {{- define "socialflow.name" -}}
