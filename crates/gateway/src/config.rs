@@ -38,6 +38,9 @@ pub struct HttpSettings {
     pub client_request_timeout_ms: u64,
     /// Connections each worker serves at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// Requests served at once by this process; more are shed at once with 503 and
+    /// Retry-After (health checks excepted), before latency grows for everyone.
+    pub max_in_flight: usize,
 }
 
 /// One rate: `per_minute` sustained, up to `burst` at once.
@@ -54,7 +57,8 @@ pub struct Rate {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
-    /// Let requests through when Redis is unreachable (logged), rather than answer 503.
+    /// When Redis is unreachable: limit in this process with the same rates (logged), rather
+    /// than answer 503.
     pub fail_open: bool,
     /// `POST /api/v1/auth/login`, per client address.
     pub login: Rate,

@@ -28,6 +28,40 @@ pub struct Edge {
     keys: KeySpace,
     limits: RateLimitSettings,
     trusted_proxy_hops: usize,
+    /// The rate limiter while Redis is unreachable: the same rates, kept in this process
+    /// (so N replicas allow up to N times the rate, not an unlimited one).
+    local: LocalLimiter,
+}
+
+/// GCRA in process memory, keyed like the Redis one. Bounded: past `MAX_KEYS` keys, the
+/// ones whose allowance is whole again are forgotten (forgetting them changes nothing).
+#[derive(Debug, Default)]
+pub struct LocalLimiter {
+    tats: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl LocalLimiter {
+    const MAX_KEYS: usize = 100_000;
+
+    fn check(&self, key: String, rate: Rate) -> Verdict {
+        let now = std::time::Instant::now();
+        let interval = Duration::from_millis((60_000 / u64::from(rate.per_minute.max(1))).max(1));
+        let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
+        if tats.len() >= Self::MAX_KEYS {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let tat = tats.get(&key).copied().filter(|t| *t > now).unwrap_or(now);
+        let new_tat = tat + interval;
+        let allowed_at = new_tat.checked_sub(interval * rate.burst).unwrap_or(now);
+        if allowed_at > now {
+            let wait = allowed_at - now;
+            return Verdict::Limited {
+                retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
+            };
+        }
+        tats.insert(key, new_tat);
+        Verdict::Allowed
+    }
 }
 
 impl Edge {
@@ -44,6 +78,7 @@ impl Edge {
             keys,
             limits,
             trusted_proxy_hops,
+            local: LocalLimiter::default(),
         }
     }
 }
@@ -230,7 +265,14 @@ pub async fn guard(
                 return Ok(req.into_response(response));
             }
             Err(e) if edge.limits.fail_open => {
-                tracing::warn!(error = %e, "rate limiter unavailable (Redis); failing open as configured");
+                tracing::warn!(error = %e, "rate limiter unavailable (Redis); limiting in this process");
+                let key = format!("{class}:{subject}");
+                if let Verdict::Limited { retry_after_secs } = edge.local.check(key, rate) {
+                    metrics::counter!(telemetry::metrics::RATE_LIMIT_HITS_TOTAL, "endpoint" => route.clone())
+                        .increment(1);
+                    let response = ApiError::rate_limited(retry_after_secs).error_response();
+                    return Ok(req.into_response(response));
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "rate limiter unavailable (Redis); failing closed as configured");

@@ -55,6 +55,18 @@ impl ApiError {
         }
     }
 
+    /// This process is at its limit of requests in flight: come back shortly.
+    pub fn overloaded(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("the gateway is at capacity; retry in {retry_after_secs} s"),
+            )
+        }
+    }
+
     /// An answer from `service` that the client can act on, or a generic one when the
     /// failure is ours (the details are in the service's log under the same request id).
     pub fn from_status(service: &str, status: &tonic::Status) -> Self {

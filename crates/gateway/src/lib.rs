@@ -7,6 +7,7 @@ mod config;
 mod edge;
 mod error;
 mod routes;
+mod shed;
 
 use std::future::Future;
 
@@ -132,6 +133,7 @@ pub async fn run(
     )?);
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let uploads = web::Data::new(settings.uploads.clone());
+    let in_flight = web::Data::new(shed::InFlight::new(settings.http.max_in_flight));
     let viewer_cookies = web::Data::new(routes::ViewerCookies::new(
         secrecy::ExposeSecret::expose_secret(&settings.auth.jwt_secret).as_bytes(),
     ));
@@ -143,6 +145,8 @@ pub async fn run(
         App::new()
             // Inside telemetry: who is calling, and the rate limit (its 429s are measured).
             .wrap(from_fn(edge::guard))
+            // Before anything costs a Redis call: shed what is over the in-flight limit.
+            .wrap(from_fn(shed::limit))
             // Outside it, so it sees every request, errors and unmatched routes included.
             .wrap(request_telemetry.clone())
             // Outermost: everything inside sees the path's one canonical spelling.
@@ -151,6 +155,7 @@ pub async fn run(
             .app_data(clients.clone())
             .app_data(uploads.clone())
             .app_data(viewer_cookies.clone())
+            .app_data(in_flight.clone())
             .app_data(health_data.clone())
             .app_data(error::extractors::json_config(max_body))
             .app_data(error::extractors::path_config())

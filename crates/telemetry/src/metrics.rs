@@ -19,6 +19,8 @@ pub const HTTP_REQUEST_SIZE_BYTES: &str = "http_request_size_bytes";
 pub const HTTP_RESPONSE_SIZE_BYTES: &str = "http_response_size_bytes";
 /// Labels: error_type, endpoint.
 pub const ERRORS_TOTAL: &str = "errors_total";
+/// Label: endpoint. Requests shed at once because the gateway was at `http.max_in_flight`.
+pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
 /// HTTP requests in flight.
 pub const ACTIVE_CONNECTIONS: &str = "active_connections";
 /// Label: service.
@@ -327,6 +329,10 @@ fn describe() {
     describe_counter!(
         REVENUE_SUBSCRIPTIONS_TOTAL,
         "Subscription revenue in the smallest currency unit, by plan and currency."
+    );
+    describe_counter!(
+        HTTP_REQUESTS_SHED_TOTAL,
+        "Requests shed with 503 because the gateway had http.max_in_flight requests in flight."
     );
     describe_gauge!(
         CIRCUIT_BREAKER_STATE,

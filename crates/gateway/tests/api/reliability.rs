@@ -158,3 +158,74 @@ async fn a_persistently_slow_dependency_opens_its_breaker_and_answers_fail_fast(
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_in_flight_limit_requests_are_shed_fast_with_retry_after() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__HTTP__MAX_IN_FLIGHT", "3")
+        .spawn()
+        .await;
+    let video = app.insert_video("Busy", "ready").await;
+    put_latency(&app, ServiceName::Video, "GetVideo", 600).await;
+    let path = format!("/api/v1/videos/{video}");
+    let calls = (0..12).map(|_| async {
+        let started = Instant::now();
+        let response = app.get(&path).await;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.expect("JSON");
+        (status, retry_after, body, started.elapsed())
+    });
+    // Health answers while the gateway is full.
+    let (answers, health) = tokio::join!(futures::future::join_all(calls), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        app.get("/health").await.status()
+    });
+    assert_eq!(health, 200);
+    let served = answers.iter().filter(|a| a.0 == 200).count();
+    let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert_eq!(served + shed.len(), 12, "only 200s and 503s: {answers:?}");
+    assert!(served >= 3, "the first three are served: {served}");
+    assert!(!shed.is_empty(), "the rest are shed");
+    for (_, retry_after, body, took) in &shed {
+        assert_eq!(retry_after.as_ref().map(|v| v.as_bytes()), Some(&b"1"[..]));
+        assert_eq!(body["error"]["code"], json!("overloaded"), "{body}");
+        assert!(
+            *took < Duration::from_millis(500),
+            "shed before the slow call: {took:?}"
+        );
+    }
+    assert_eq!(
+        support::metric(
+            &app,
+            r#"http_requests_shed_total{endpoint="/api/v1/videos/{id}"}"#
+        )
+        .await,
+        shed.len() as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_unreachable_rate_limits_still_limit_and_reads_keep_working() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__PER_MINUTE", "6")
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__BURST", "5")
+        .spawn()
+        .await;
+    app.redis_proxy.stop();
+    let video = app.insert_video("Still here", "ready").await;
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let response = app.get(&format!("/api/v1/videos/{video}")).await;
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(
+        &statuses[..5],
+        &[200; 5],
+        "reads work without Redis: {statuses:?}"
+    );
+    assert!(
+        statuses[5..].iter().all(|s| *s == 429),
+        "and are still limited: {statuses:?}"
+    );
+}
