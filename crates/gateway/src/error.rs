@@ -159,8 +159,11 @@ impl ApiError {
                 "service call failed"
             );
         }
+        // A saturated service that named no wait: a second is the usual backoff.
+        let retry_after = platform::grpc::retry_after(status)
+            .or_else(|| platform::grpc::is_overloaded(status).then_some(1));
         Self {
-            retry_after: platform::grpc::retry_after(status),
+            retry_after,
             ..Self::new(http, code, message)
         }
     }

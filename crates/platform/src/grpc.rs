@@ -118,8 +118,10 @@ pub fn server(
     identity: IdentityKey,
 ) -> Server<ServerStack> {
     Server::builder()
-        // More calls on one connection wait for a slot instead of piling up.
+        // More calls on one connection than this are shed at once (RESOURCE_EXHAUSTED, which
+        // the gateway answers as 503 with Retry-After) instead of queueing without bound.
         .concurrency_limit_per_connection(settings.grpc_concurrency_per_connection)
+        .load_shed(true)
         .layer(GrpcServerLayer::new(known_rpcs()))
         // Per RPC, not tonic's one server-wide timeout: an upload may take an hour.
         .layer(ServerDeadlineLayer {
@@ -539,9 +541,14 @@ pub fn retry_after(status: &tonic::Status) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Whether a status says the service was saturated (see [`overloaded`]).
+/// What tonic answers a call shed by `load_shed` (more RPCs in flight on the connection
+/// than `server.grpc_concurrency_per_connection`).
+const SHED_MESSAGE: &str = "Too many active requests for the connection";
+
+/// Whether a status says the service was saturated (see [`overloaded`]), or shed the call.
 pub fn is_overloaded(status: &tonic::Status) -> bool {
     status.metadata().contains_key(OVERLOADED)
+        || (status.code() == tonic::Code::ResourceExhausted && status.message() == SHED_MESSAGE)
 }
 
 /// `INVALID_ARGUMENT` whose details name the bad field (a `google.rpc.BadRequest` field

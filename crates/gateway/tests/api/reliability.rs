@@ -229,3 +229,44 @@ async fn with_redis_unreachable_rate_limits_still_limit_and_reads_keep_working()
         "and are still limited: {statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_sheds_calls_over_its_per_connection_limit_and_the_gateway_answers_503() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__SERVER__GRPC_CONCURRENCY_PER_CONNECTION", "2")
+        .spawn()
+        .await;
+    let video = app.insert_video("Crowded", "ready").await;
+    put_latency(&app, ServiceName::Video, "GetVideo", 500).await;
+    let path = format!("/api/v1/videos/{video}");
+    let calls = (0..8).map(|_| async {
+        let started = Instant::now();
+        let response = app.get(&path).await;
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").cloned();
+        let body: Value = response.json().await.expect("JSON");
+        (status, retry_after, body, started.elapsed())
+    });
+    let answers = futures::future::join_all(calls).await;
+    let shed: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert!(
+        answers.iter().all(|a| a.0 == 200 || a.0 == 503),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().filter(|a| a.0 == 200).count() >= 2,
+        "{answers:?}"
+    );
+    assert!(
+        !shed.is_empty(),
+        "calls over the limit are shed: {answers:?}"
+    );
+    for (_, retry_after, body, took) in &shed {
+        assert_eq!(body["error"]["code"], json!("overloaded"), "{body}");
+        assert!(retry_after.is_some(), "with Retry-After");
+        assert!(
+            *took < Duration::from_millis(450),
+            "shed, not queued: {took:?}"
+        );
+    }
+}
