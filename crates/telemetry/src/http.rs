@@ -55,6 +55,11 @@ impl RequestTelemetry {
     }
 }
 
+/// The baggage entry `synthetic=true` marks load-generator traffic (crates/loadgen); it is
+/// always kept, whatever `telemetry.baggage_allowlist` says, so traces of load can be told
+/// apart. It only ever labels a request as synthetic, never grants anything.
+pub const SYNTHETIC_KEY: &str = "synthetic";
+
 impl ClientTracePolicy {
     /// Makes `span` the server span of a request whose client sent `client` context.
     fn adopt(&self, span: &tracing::Span, client: &opentelemetry::Context) {
@@ -63,7 +68,10 @@ impl ClientTracePolicy {
         let kept: opentelemetry::baggage::Baggage = client
             .baggage()
             .iter()
-            .filter(|(key, _)| self.baggage_allowlist.iter().any(|k| k == key.as_str()))
+            .filter(|(key, (value, _))| {
+                self.baggage_allowlist.iter().any(|k| k == key.as_str())
+                    || (key.as_str() == SYNTHETIC_KEY && value.as_str() == "true")
+            })
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
         let parent = if self.trust_client_trace {
@@ -388,7 +396,7 @@ mod tests {
                 "traceparent",
                 format!("00-{CLIENT_TRACE}-00f067aa0ba902b7-01"),
             ))
-            .insert_header(("baggage", "tenant=acme,session=stolen"))
+            .insert_header(("baggage", "tenant=acme,session=stolen,synthetic=true"))
             .to_request();
         actix_test::call_and_read_body_json(&app, request).await
     }
@@ -400,12 +408,19 @@ mod tests {
             ..crate::TelemetrySettings::default()
         })
         .await;
-        assert_eq!(sent.get("baggage").map(String::as_str), Some("tenant=acme"));
+        let baggage = sent.get("baggage").map(String::as_str).unwrap_or_default();
+        let mut entries: Vec<&str> = baggage.split(',').collect();
+        entries.sort_unstable();
+        assert_eq!(entries, ["synthetic=true", "tenant=acme"]);
         let traceparent = sent.get("traceparent").expect("our own trace context");
         assert!(!traceparent.contains(CLIENT_TRACE), "{traceparent}");
 
         let sent = forwarded(crate::TelemetrySettings::default()).await;
-        assert_eq!(sent.get("baggage"), None, "no client baggage by default");
+        assert_eq!(
+            sent.get("baggage").map(String::as_str),
+            Some("synthetic=true"),
+            "only the load marker by default"
+        );
     }
 
     #[tokio::test]
