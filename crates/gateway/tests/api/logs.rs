@@ -158,3 +158,101 @@ async fn malformed_requests_are_logged_as_client_faults_never_as_errors() {
         "the malformed request is logged as a client fault"
     );
 }
+
+/// Canary secrets sent in headers, query strings and JSON bodies, on every route and
+/// every error path, never reach a log line, a span attribute or a metric label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_secrets_on_every_route_never_reach_logs_spans_or_metrics() {
+    const CANARY: &str = "c4n4ry-9f1d2e3c4b5a";
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    let routes: &[(&str, String)] = &[
+        ("POST", "/api/v1/auth/register".into()),
+        ("POST", "/api/v1/auth/login".into()),
+        ("POST", "/api/v1/auth/refresh".into()),
+        ("POST", "/api/v1/auth/logout".into()),
+        ("GET", "/api/v1/me".into()),
+        ("PATCH", "/api/v1/me".into()),
+        ("DELETE", "/api/v1/me".into()),
+        ("GET", "/api/v1/users/by-username/someone".into()),
+        ("GET", format!("/api/v1/users/{id}")),
+        ("PUT", format!("/api/v1/users/{id}/follow")),
+        ("GET", format!("/api/v1/users/{id}/followers")),
+        ("GET", format!("/api/v1/users/{id}/videos")),
+        ("GET", format!("/api/v1/users/{id}/posts")),
+        ("GET", "/api/v1/videos".into()),
+        ("POST", "/api/v1/videos".into()),
+        ("POST", "/api/v1/videos/uploads".into()),
+        ("GET", "/api/v1/videos/trending".into()),
+        ("GET", format!("/api/v1/videos/{id}")),
+        ("PATCH", format!("/api/v1/videos/{id}")),
+        ("POST", format!("/api/v1/videos/{id}/views")),
+        ("PUT", format!("/api/v1/videos/{id}/like")),
+        ("POST", format!("/api/v1/videos/{id}/comments")),
+        ("GET", format!("/api/v1/videos/{id}/comments")),
+        ("POST", "/api/v1/posts".into()),
+        ("GET", format!("/api/v1/posts/{id}")),
+        ("DELETE", format!("/api/v1/comments/{id}")),
+        ("GET", "/api/v1/feed".into()),
+        ("GET", "/api/v1/subscriptions/plans".into()),
+        ("POST", "/api/v1/subscriptions".into()),
+        ("GET", "/api/v1/me/subscription".into()),
+        ("POST", "/api/v1/admin/ad-revenue".into()),
+        ("GET", "/api/v1/admin/revenue".into()),
+        ("POST", "/api/v1/admin/transfers".into()),
+        ("GET", "/no/such/route".into()),
+    ];
+    let body = json!({
+        "password": CANARY, "refresh_token": CANARY, "login": CANARY, "text": CANARY,
+        "payment_method": CANARY, "title": CANARY, "token": CANARY,
+    });
+    for (method, path) in routes {
+        for auth in [format!("Bearer {CANARY}"), format!("Basic {CANARY}")] {
+            let response = app
+                .http
+                .request(
+                    reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+                    format!(
+                        "{}{path}?token={CANARY}&password={CANARY}",
+                        app.gateway_url()
+                    ),
+                )
+                .header("Authorization", auth)
+                .header("Cookie", format!("session={CANARY}; sf_viewer={CANARY}"))
+                .header("X-Api-Key", CANARY)
+                .header("Idempotency-Key", CANARY)
+                // (X-Correlation-ID is not here: it is the client's label for its own
+                // requests, logged on purpose.)
+                .json(&body)
+                .send()
+                .await
+                .expect("gateway answers");
+            assert!(
+                response.status().as_u16() < 500,
+                "{method} {path}: {}",
+                response.status()
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let telemetry = testkit::telemetry();
+    telemetry.flush();
+    let text = telemetry.logs.text();
+    let leaks: Vec<&str> = text.lines().filter(|l| l.contains(CANARY)).collect();
+    assert!(leaks.is_empty(), "a canary reached the logs: {leaks:#?}");
+    let spans = telemetry
+        .wait_for_spans(Duration::from_secs(5), |spans| spans.len() > 10)
+        .await;
+    for span in &spans {
+        for (key, value) in &span.attributes {
+            assert!(
+                !value.contains(CANARY),
+                "canary in span {} attribute {key}",
+                span.name
+            );
+        }
+        assert!(!span.name.contains(CANARY));
+    }
+    let metrics = crate::support::metrics(&app).await;
+    assert!(!metrics.contains(CANARY), "a canary in a metric label");
+}
