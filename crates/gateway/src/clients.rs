@@ -17,6 +17,8 @@ pub struct Clients {
     pub videos: VideoServiceClient<TracedChannel>,
     pub engagement: EngagementServiceClient<TracedChannel>,
     pub payments: PaymentsServiceClient<TracedChannel>,
+    /// Retries of idempotent reads (at most 10% extra attempts, `platform::retry`).
+    pub retries: std::sync::Arc<platform::retry::RetryBudget>,
 }
 
 impl Clients {
@@ -36,6 +38,7 @@ impl Clients {
                 "services.engagement",
             )?),
             payments: PaymentsServiceClient::new(channel(&services.payments, "services.payments")?),
+            retries: std::sync::Arc::new(platform::retry::RetryBudget::default()),
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod pagination;
 pub mod process;
 pub mod profiling;
 pub mod redis;
+pub mod retry;
 pub mod s3;
 pub mod service;
 pub mod worker;

@@ -29,6 +29,8 @@ pub const DATABASE_CONNECTIONS_ACTIVE: &str = "database_connections_active";
 pub const DATABASE_CONNECTIONS_MAX: &str = "database_connections_max";
 /// Label: service.
 pub const REDIS_CONNECTIONS_ACTIVE: &str = "redis_connections_active";
+/// Labels: upstream, outcome (`retried`, `budget_exhausted`). Retries of idempotent reads.
+pub const GRPC_CLIENT_RETRIES_TOTAL: &str = "grpc_client_retries_total";
 /// Label: upstream. 0 closed, 1 half-open, 2 open (platform::breaker).
 pub const CIRCUIT_BREAKER_STATE: &str = "circuit_breaker_state";
 /// Label: upstream. Calls failed fast by an open breaker.
@@ -333,6 +335,10 @@ fn describe() {
     describe_counter!(
         HTTP_REQUESTS_SHED_TOTAL,
         "Requests shed with 503 because the gateway had http.max_in_flight requests in flight."
+    );
+    describe_counter!(
+        GRPC_CLIENT_RETRIES_TOTAL,
+        "Retries of idempotent reads that failed UNAVAILABLE, and retries the budget refused."
     );
     describe_gauge!(
         CIRCUIT_BREAKER_STATE,

@@ -474,13 +474,13 @@ pub async fn trending(
             }
         },
     };
-    let reply = clients
-        .engagement
-        .clone()
-        .get_trending(GetTrendingRequest { limit })
-        .await
-        .map_err(|s| ApiError::from_status(ENGAGEMENT, &s))?
-        .into_inner();
+    let reply = platform::retry::idempotent(&clients.retries, ENGAGEMENT, || {
+        let mut client = clients.engagement.clone();
+        async move { client.get_trending(GetTrendingRequest { limit }).await }
+    })
+    .await
+    .map_err(|s| ApiError::from_status(ENGAGEMENT, &s))?
+    .into_inner();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "videos": reply.videos })))
 }
 

@@ -56,13 +56,14 @@ pub async fn get_user(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
-    let profile = clients
-        .users
-        .clone()
-        .get_user(GetUserRequest { id: id.to_string() })
-        .await
-        .map_err(|s| ApiError::from_status(USERS, &s))?
-        .into_inner();
+    let profile = platform::retry::idempotent(&clients.retries, USERS, || {
+        let mut client = clients.users.clone();
+        let request = GetUserRequest { id: id.to_string() };
+        async move { client.get_user(request).await }
+    })
+    .await
+    .map_err(|s| ApiError::from_status(USERS, &s))?
+    .into_inner();
     Ok(HttpResponse::Ok().json(profile))
 }
 

@@ -58,16 +58,17 @@ pub async fn list_videos(
     params: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
     let (page_size, page_token) = params.into_inner().into_request()?;
-    let reply = clients
-        .videos
-        .clone()
-        .list_videos(ListVideosRequest {
+    let reply = platform::retry::idempotent(&clients.retries, VIDEOS, || {
+        let mut client = clients.videos.clone();
+        let request = ListVideosRequest {
             page_size,
-            page_token,
-        })
-        .await
-        .map_err(|s| super::page_error(VIDEOS, &s))?
-        .into_inner();
+            page_token: page_token.clone(),
+        };
+        async move { client.list_videos(request).await }
+    })
+    .await
+    .map_err(|s| super::page_error(VIDEOS, &s))?
+    .into_inner();
     Ok(HttpResponse::Ok().json(VideoPage::from(reply)))
 }
 
@@ -100,13 +101,14 @@ pub async fn get_video(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
-    let reply = clients
-        .videos
-        .clone()
-        .get_video(viewer.request(GetVideoRequest { id: id.to_string() }))
-        .await
-        .map_err(|s| ApiError::from_status(VIDEOS, &s))?
-        .into_inner();
+    let reply = platform::retry::idempotent(&clients.retries, VIDEOS, || {
+        let mut client = clients.videos.clone();
+        let request = viewer.request(GetVideoRequest { id: id.to_string() });
+        async move { client.get_video(request).await }
+    })
+    .await
+    .map_err(|s| ApiError::from_status(VIDEOS, &s))?
+    .into_inner();
     let video = reply
         .video
         .ok_or_else(|| ApiError::from_status(VIDEOS, &tonic::Status::internal("empty reply")))?;

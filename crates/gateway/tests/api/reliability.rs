@@ -270,3 +270,55 @@ async fn a_service_sheds_calls_over_its_per_connection_limit_and_the_gateway_ans
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__GRPC_CLIENT__BREAKER__MIN_CALLS", "100000")
+        .spawn()
+        .await;
+    let video = app.insert_video("Flaky", "ready").await;
+    let response = app
+        .http
+        .put(format!(
+            "{}/admin/faults/GetVideo",
+            app.admin_url(ServiceName::Video)
+        ))
+        .json(&json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 0.3 }))
+        .send()
+        .await
+        .expect("admin answers");
+    assert!(response.status().is_success());
+    let calls = 100;
+    let mut ok = 0;
+    for _ in 0..calls {
+        let status = app.get(&format!("/api/v1/videos/{video}")).await.status();
+        assert!(status == 200 || status == 503, "{status}");
+        ok += usize::from(status == 200);
+    }
+    let exposition = support::metrics(&app).await;
+    let attempts = support::metric_value(
+        &exposition,
+        r#"grpc_client_handled_total{grpc_service="socialflow.video.v1.VideoService",grpc_method="GetVideo"}"#,
+    );
+    let retried = support::metric_value(
+        &exposition,
+        r#"grpc_client_retries_total{upstream="video-service",outcome="retried"}"#,
+    );
+    let refused = support::metric_value(
+        &exposition,
+        r#"grpc_client_retries_total{upstream="video-service",outcome="budget_exhausted"}"#,
+    );
+    assert!(retried >= 1.0, "some reads were retried");
+    assert!(refused >= 1.0, "and the budget stopped the rest");
+    assert_eq!(
+        attempts,
+        calls as f64 + retried,
+        "each retry is one more attempt"
+    );
+    assert!(
+        retried <= calls as f64 * 0.1,
+        "extra attempts ≤ 10%: {retried}"
+    );
+    assert!(ok >= 60, "most reads answered: {ok}");
+}
