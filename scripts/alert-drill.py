@@ -7,7 +7,10 @@
    Alertmanager routing every alert to a webhook receiver this script runs.
 2. Turns on fault injection: video-service's GetVideo answers UNAVAILABLE. Drives traffic
    through the gateway and waits for HighErrorRate{service="video-service"} to reach the
-   webhook. Turns the fault off, drives healthy traffic, waits for the resolved notification.
+   webhook. Every call failing, the gateway's circuit breaker for video-service opens: its
+   answers become 503 dependency_unavailable with Retry-After, at once, and
+   CircuitBreakerOpen{service="gateway", upstream="video-service"} must reach the webhook.
+   Turns the fault off, drives healthy traffic, waits for both resolved notifications.
    Then feeds alerts to a second Alertmanager running the shipped alertmanager.yml (delivery
    redirected here): critical → PagerDuty, warning → team webhook, and a critical inhibits
    the warnings of its own service only.
@@ -23,7 +26,10 @@
 3. Drives the rest of the traffic the dashboards show (logins that fail, lock an account,
    look like credential stuffing and hit the rate limit; authenticated requests; 4xx; views
    counted and rejected, likes of a video, a comment and a post, the trending list; payments:
-   a declined card, then a subscription, an admin's ad revenue batch and payout run), then:
+   a declined card, then a subscription, an admin's ad revenue batch and payout run; load
+   shedding: the drill's gateway has http.max_in_flight 8, and with GetVideo held 2 s by a
+   latency fault a burst of 24 requests must get 503 overloaded with Retry-After: 1 for all
+   but the ones in flight, /health staying 200), then:
    - every metric any rule or dashboard references is exported by some process
      (scripts/metrics_referenced.py --check), exporter metrics excepted;
    - every dashboard panel's query returns data through Prometheus' HTTP API, except panels
@@ -73,6 +79,8 @@ SHORT_WINDOW = "20s"
 DEADLINE_ALERT = 150
 DEADLINE_RESOLVE = 150
 DEADLINE_READY = 90
+# The drill's gateway's http.max_in_flight (see shed_drill).
+MAX_IN_FLIGHT = 8
 # A file video-service takes for an MP4 by its first bytes (an `ftyp` box): enough to be
 # stored, not to be processed. Sent only while the object store is down.
 FAKE_MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
@@ -531,6 +539,118 @@ def ledger_drill(hook: "Webhook", database_url: str) -> None:
           "the webhook received LedgerImbalance's resolved notification")
 
 
+# ----------------------------------------------------------------------------- reliability
+
+
+def get_with_headers(url: str, headers=None, timeout=20.0) -> tuple[int, str | None, str | None, float]:
+    """(status, Retry-After, the error body's `code`, seconds taken) of a GET."""
+    started = time.time()
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, retry_after, body = r.status, r.headers.get("Retry-After"), r.read()
+    except urllib.error.HTTPError as e:
+        status, retry_after, body = e.code, e.headers.get("Retry-After"), e.read()
+    except (urllib.error.URLError, OSError) as e:
+        status, retry_after, body = 0, None, str(e).encode()
+    try:
+        code = (json.loads(body or b"{}").get("error") or {}).get("code")
+    except (ValueError, AttributeError):
+        code = None
+    return status, retry_after, code, time.time() - started
+
+
+def breaker_alerts(hook: "Webhook", status: str) -> list[dict]:
+    return [a for a in hook.alerts("CircuitBreakerOpen", "gateway", status)
+            if a.get("labels", {}).get("upstream") == "video-service"]
+
+
+def breaker_drill(hook: "Webhook", uploader: "Uploader | None") -> None:
+    """While video-service's GetVideo answers UNAVAILABLE (the fault of step 2), the gateway's
+    breaker for video-service has seen at least 10 calls, half of them failed or more: it is
+    open. Its answers come at once as 503 dependency_unavailable with Retry-After, without
+    calling video-service, and CircuitBreakerOpen{service="gateway", upstream="video-service"}
+    (a warning) must reach the webhook. The calls checked go as the uploader: the address's
+    anonymous rate limit may be spent by the fault's traffic (a 429 never reaches the
+    breaker). Of three calls in a row, the first may be the probe of a half-open breaker
+    (it fails, and the breaker opens again for grpc_client.breaker.open_ms, 5 s): the third
+    meets an open breaker."""
+    headers = uploader.auth() if uploader else {}
+    for _ in range(2):
+        get_with_headers(f"{GATEWAY}/api/v1/videos/{VIDEO}", headers)
+    status, retry_after, code, took = get_with_headers(f"{GATEWAY}/api/v1/videos/{VIDEO}", headers)
+    check(status == 503 and code == "dependency_unavailable" and (retry_after or "").isdigit(),
+          f"with the breaker open the gateway answers 503 dependency_unavailable with Retry-After "
+          f"(HTTP {status}, code {code}, Retry-After {retry_after}, {took * 1000:.0f} ms)")
+
+    def firing() -> bool:
+        get_video(2)
+        return bool(breaker_alerts(hook, "firing"))
+
+    if check(wait_until("CircuitBreakerOpen firing", DEADLINE_ALERT, firing),
+             "the webhook received CircuitBreakerOpen for the gateway's breaker to video-service"):
+        alert = breaker_alerts(hook, "firing")[0]
+        check(alert["labels"].get("severity") == "warning"
+              and alert["annotations"].get("runbook_url", "").endswith("CircuitBreakerOpen.md"),
+              "the notification carries severity=warning and its runbook_url")
+
+
+def shed_drill(uploader: "Uploader | None") -> None:
+    """Load shedding on the real gateway, whose http.max_in_flight is MAX_IN_FLIGHT here:
+    video-service's GetVideo is held 2 s by a latency fault (an answer, so the breaker counts
+    successes), and 3 x MAX_IN_FLIGHT requests for one video go at once (as the uploader: its
+    per-user rate limit has room, the address's may not). The ones in flight are served
+    (200); the others must be answered at once with 503 overloaded and Retry-After: 1, /health
+    must answer 200 meanwhile (never shed), and the gateway's
+    http_requests_shed_total{endpoint="/api/v1/videos/{id}"} must count every shed request."""
+    faults = f"http://127.0.0.1:{ADMIN['video-service']}/admin/faults/GetVideo"
+    status, _ = request("PUT", faults, {"kind": "latency", "delay_ms": 2000, "ratio": 1.0})
+    if not check(status == 200, "fault injection turned on (video-service GetVideo held 2 s)"):
+        return
+    headers = uploader.auth() if uploader else {}
+    answers: list[tuple[int, str | None, str | None, float]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        answer = get_with_headers(f"{GATEWAY}/api/v1/videos/{VIDEO}", headers)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=one) for _ in range(3 * MAX_IN_FLIGHT)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        health = request("GET", f"{GATEWAY}/health")[0]
+        for t in threads:
+            t.join(30)
+    finally:
+        status, _ = request("DELETE", faults)
+    check(status == 204, "fault injection turned off")
+    served = [a for a in answers if a[0] == 200]
+    shed = [a for a in answers if a[0] == 503]
+    summary: dict[str, int] = {}
+    for a in answers:
+        key = f"{a[0]} {a[2] or ''}".strip()
+        summary[key] = summary.get(key, 0) + 1
+    check(len(answers) == len(threads) and len(served) + len(shed) == len(answers)
+          and 1 <= len(served) <= MAX_IN_FLIGHT and len(shed) >= len(answers) - MAX_IN_FLIGHT,
+          f"{len(threads)} requests at once: at most {MAX_IN_FLIGHT} served, the rest shed ({summary})")
+    slowest = max((a[3] for a in shed), default=0.0)
+    check(bool(shed) and all(a[1] == "1" and a[2] == "overloaded" for a in shed) and slowest < 1.5,
+          "every shed request is answered at once with 503 overloaded and Retry-After: 1 "
+          f"(Retry-After {sorted({str(a[1]) for a in shed})}, slowest {slowest * 1000:.0f} ms)")
+    check(health == 200, f"/health answers 200 while the gateway sheds (HTTP {health})")
+    _, body = request("GET", f"http://127.0.0.1:{ADMIN['gateway']}/metrics")
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.decode(errors="replace").splitlines()
+        if line.startswith("http_requests_shed_total{") and 'endpoint="/api/v1/videos/{id}"' in line
+    )
+    check(counted == len(shed),
+          f'http_requests_shed_total{{endpoint="/api/v1/videos/{{id}}"}} counts the shed requests ({counted} vs {len(shed)})')
+
+
 # ----------------------------------------------------------------------------- videos
 
 
@@ -780,6 +900,10 @@ def main() -> int:
     # ledger_imbalance is recomputed every 30 s by default: every second here, so that
     # LedgerImbalance fires and resolves within seconds.
     env["SOCIALFLOW__LEDGER__CHECK_INTERVAL_SECS"] = "1"
+    # http_requests_shed_total appears at the gateway's first shed request. 8 requests in
+    # flight at once (256 by default): the drill's own traffic is one request at a time (plus
+    # the blackbox probes), so only shed_drill's burst goes over it.
+    env["SOCIALFLOW__HTTP__MAX_IN_FLIGHT"] = str(MAX_IN_FLIGHT)
     env["SOCIALFLOW__REDIS__KEY_PREFIX"] = f"drill:{os.getpid()}:"
     # The stack runs on the built-in development keys, refused without this.
     env["SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY"] = "true"
@@ -869,6 +993,8 @@ def main() -> int:
                   and alert["annotations"].get("runbook_url", "").endswith("HighErrorRate.md"),
                   "the notification carries severity=critical and its runbook_url")
 
+        breaker_drill(hook, uploader if signed_in else None)
+
         status, _ = request("DELETE", "http://127.0.0.1:9002/admin/faults/GetVideo")
         check(status == 204, "fault injection turned off")
 
@@ -885,11 +1011,23 @@ def main() -> int:
         check(wait_until("HighErrorRate resolved", DEADLINE_RESOLVE, resolved),
               "the webhook received the resolved notification")
 
+        # The fault is off: the next call after open_ms (5 s) probes video-service, succeeds
+        # and closes the breaker; the alert resolves once no open state is left in its window.
+        def breaker_resolved() -> bool:
+            get_video(1)
+            return bool(breaker_alerts(hook, "resolved"))
+
+        check(wait_until("CircuitBreakerOpen resolved", DEADLINE_RESOLVE, breaker_resolved),
+              "the webhook received CircuitBreakerOpen's resolved notification")
+
         check_routing_and_inhibition(tmp, hook, procs)
 
         # --- the object store fails under real uploads: VideoUploadFailure
         if signed_in:
             object_store_drill(store, uploader, video, hook)
+
+        # --- the gateway at capacity: requests over http.max_in_flight are shed
+        shed_drill(uploader if signed_in else None)
 
         # --- every referenced metric is exported; every dashboard panel has data
         urls = [f"http://127.0.0.1:{p}/metrics" for p in ADMIN.values()]

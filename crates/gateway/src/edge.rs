@@ -49,6 +49,11 @@ impl LocalLimiter {
         let mut tats = self.tats.lock().unwrap_or_else(|e| e.into_inner());
         if tats.len() >= Self::MAX_KEYS {
             tats.retain(|_, tat| *tat > now);
+            // Still full (a flood of distinct keys): start over rather than scan again on
+            // every request. Forgetting allowances lets a few more requests through, once.
+            if tats.len() >= Self::MAX_KEYS / 2 {
+                tats.clear();
+            }
         }
         let tat = tats.get(&key).copied().filter(|t| *t > now).unwrap_or(now);
         let new_tat = tat + interval;

@@ -334,7 +334,11 @@ where
                 return Box::pin(std::future::ready(Err(Box::new(refusal) as BoxError)));
             }
         };
-        let breaker = self.breaker.clone();
+        let mut pending = PendingOutcome {
+            breaker: self.breaker.clone(),
+            admission,
+            recorded: false,
+        };
         let fut = self.inner.call(req);
         Box::pin(async move {
             let outcome = fut.await;
@@ -348,9 +352,34 @@ where
                     .is_none_or(|code| !crate::breaker::is_failure(tonic::Code::from(code))),
                 Err(_) => false,
             };
-            breaker.record(admission, success);
+            pending.record(success);
             outcome
         })
+    }
+}
+
+/// A call the breaker let through, until its outcome is recorded. A call dropped before
+/// it finished (its caller gave up) says nothing about the upstream, except that a probe
+/// must not leave the breaker half-open for ever: a dropped probe counts as failed, and
+/// the next one goes after the pause.
+struct PendingOutcome {
+    breaker: crate::breaker::Breaker,
+    admission: crate::breaker::Admission,
+    recorded: bool,
+}
+
+impl PendingOutcome {
+    fn record(&mut self, success: bool) {
+        self.recorded = true;
+        self.breaker.record(self.admission, success);
+    }
+}
+
+impl Drop for PendingOutcome {
+    fn drop(&mut self) {
+        if !self.recorded && self.admission == crate::breaker::Admission::Probe {
+            self.breaker.record(self.admission, false);
+        }
     }
 }
 

@@ -24,6 +24,9 @@ fn spawn_gateway(app: &TestApp, port: u16, admin_port: u16) -> tokio::process::C
         .env("SOCIALFLOW__S3__ENDPOINT", app.s3.endpoint())
         .env("SOCIALFLOW__S3__BUCKET", &app.bucket)
         .env("SOCIALFLOW__REDIS__KEY_PREFIX", &app.redis_prefix)
+        // Load from one address is not abuse here.
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__PER_MINUTE", "1000000")
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__BURST", "1000000")
         .env("SOCIALFLOW__SERVICES__USER", service(ServiceName::User))
         .env("SOCIALFLOW__SERVICES__VIDEO", service(ServiceName::Video))
         .env(
@@ -197,4 +200,88 @@ async fn the_healthcheck_subcommand_exits_0_when_ready_and_1_when_nothing_answer
             String::from_utf8_lossy(&output.stdout)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_steady_load_fails_no_accepted_request_and_exits_0() {
+    let app = TestApp::spawn().await;
+    let video_id = app.insert_video("Busy", "ready").await;
+    let (port, admin_port) = (free_port(), free_port());
+    let mut gateway = spawn_gateway(&app, port, admin_port);
+    // Its log lines are read as they come (a full pipe would stall the process's logging).
+    let mut stdout = gateway.stdout.take().expect("piped stdout");
+    let drained = tokio::spawn(async move {
+        let mut all = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut all).await;
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readiness(&app.http, admin_port).await != Some(200) {
+        assert!(Instant::now() < deadline, "gateway never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Eight clients keep asking until the gateway is gone: every answer they get must be a
+    // 200; a request the gateway no longer accepts fails to connect, which is fine.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let stop = stop.clone();
+        let url = format!("http://127.0.0.1:{port}/api/v1/videos/{video_id}");
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let (mut answered, mut not_accepted, mut bad) = (0u32, 0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(response) if response.status() == 200 => answered += 1,
+                    Ok(response) => bad.push(response.status().as_u16()),
+                    Err(_) => {
+                        not_accepted += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (answered, not_accepted, bad)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let pid = gateway.id().expect("pid").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs")
+            .success()
+    );
+    let sent = Instant::now();
+    let mut flipped = None;
+    while flipped.is_none() && sent.elapsed() < Duration::from_secs(5) {
+        match readiness(&app.http, admin_port).await {
+            Some(503) | None => flipped = Some(sent.elapsed()),
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    let flipped = flipped.expect("readiness flipped");
+    assert!(
+        flipped < Duration::from_secs(1),
+        "readiness flipped at once: {flipped:?}"
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(20), gateway.wait())
+        .await
+        .expect("gateway exits within the grace period")
+        .expect("exit status");
+    assert_eq!(exit.code(), Some(0));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for client in clients {
+        let (ok, _, bad) = client.await.expect("client task");
+        assert!(bad.is_empty(), "accepted requests failed: {bad:?}");
+        answered += ok;
+    }
+    assert!(answered > 8, "the load was real: {answered} answers");
+    let log = drained.await.expect("drained");
+    assert!(log.contains("stopped cleanly"), "a clean stop is logged");
 }
