@@ -27,8 +27,8 @@ pub fn client(settings: &RedisSettings) -> Result<RedisClient, ConfigError> {
         .with_performance_config(|p| {
             p.default_command_timeout = command_timeout;
         })
-        // 0 attempts = retry forever; 100 ms doubling up to 5 s.
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        // 0 attempts = retry forever; 100 ms doubling up to 2 s: back within ~2 s of Redis.
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
         .build()
         .map_err(|e| ConfigError::invalid("redis", e))?;
     // The connection task; it ends when the client quits.

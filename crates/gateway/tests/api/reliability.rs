@@ -322,3 +322,47 @@ async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
     );
     assert!(ok >= 60, "most reads answered: {ok}");
 }
+
+/// Redis unreachable for 30 s under load: reads and logins keep working, rate limiting
+/// keeps limiting (in process), and the gateway is back on Redis within 5 s of its return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_seconds_without_redis_under_load_and_back_within_five() {
+    let app = TestApp::spawn().await;
+    let account = support::register(&app, &format!("redisless{}", testkit::unique_suffix())).await;
+    let video = app.insert_video("Always", "ready").await;
+    app.redis_proxy.cut();
+    let started = Instant::now();
+    let (mut reads, mut failures) = (0u32, Vec::new());
+    while started.elapsed() < Duration::from_secs(30) {
+        let status = app.get(&format!("/api/v1/videos/{video}")).await.status();
+        reads += 1;
+        if status != 200 {
+            failures.push(status.as_u16());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failures.is_empty(),
+        "reads failed without Redis: {failures:?}"
+    );
+    assert!(reads > 100, "{reads} reads");
+    let login = support::try_login(&app, &account.username, &account.password).await;
+    assert_eq!(login.status(), 200, "logins work without Redis");
+
+    app.redis_proxy.restore();
+    let back = Instant::now();
+    loop {
+        let response = app
+            .admin_get(ServiceName::Gateway, "/health/detailed")
+            .await;
+        let body: Value = response.json().await.expect("JSON");
+        if body["checks"]["redis"]["status"] == json!("healthy") {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back on Redis within 5 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
