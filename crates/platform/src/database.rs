@@ -314,11 +314,36 @@ impl From<DbError> for tonic::Status {
                     "the database did not answer in time (request {request_id})"
                 ))
             }
+            // The connection broke (Postgres restarting, the connection killed): a retry
+            // on another connection will do, once Postgres is back.
+            DbError::Query(q) if is_connection_failure(&q) => tonic::Status::unavailable(format!(
+                "the database is unavailable; try again (request {request_id})"
+            )),
             DbError::Query(_) | DbError::NoRow => {
                 tonic::Status::internal(format!("internal error (request {request_id})"))
             }
         }
     }
+}
+
+/// Whether a query failed because its connection did (closed, an I/O error, Postgres
+/// shutting down or not accepting connections) rather than because of the query.
+fn is_connection_failure(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        if inner.is::<std::io::Error>() {
+            return true;
+        }
+        source = inner.source();
+    }
+    false
 }
 
 impl DbError {

@@ -366,3 +366,45 @@ async fn thirty_seconds_without_redis_under_load_and_back_within_five() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Postgres drops every connection (a restart, a failover): the pool hands out no dead
+/// connection (it drops closed ones), so reads go on; a query whose connection dies under
+/// it would answer 503, never 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_database_connections_fail_no_read_and_the_pool_heals() {
+    let app = TestApp::spawn().await;
+    let video = app.insert_video("Survivor", "ready").await;
+    let path = format!("/api/v1/videos/{video}");
+    for _ in 0..5 {
+        assert_eq!(app.get(&path).await.status(), 200);
+    }
+    let killed: i64 = app
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&app.db.name()],
+        )
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed > 0, "the services' pooled connections were killed");
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = app.get(&path).await;
+        let status = response.status().as_u16();
+        if status != 200 {
+            let body: Value = response.json().await.expect("JSON");
+            assert_eq!(status, 503, "{body}");
+        }
+        statuses.push(status);
+    }
+    assert!(!statuses.contains(&500), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&200), "the pool healed: {statuses:?}");
+    assert!(
+        statuses.iter().rev().take(3).all(|s| *s == 200),
+        "{statuses:?}"
+    );
+}
