@@ -112,9 +112,19 @@ impl Peers {
             .map_err(|s| EngagementError::upstream(USERS, &s))?;
         Ok(reply
             .into_inner()
-            .profiles
+            .followees
             .into_iter()
-            .filter_map(author)
+            .filter_map(|f| {
+                let id = Uuid::parse_str(&f.id).ok()?;
+                Some((
+                    id,
+                    Author {
+                        id: f.id,
+                        username: f.username,
+                        display_name: f.display_name,
+                    },
+                ))
+            })
             .collect())
     }
 

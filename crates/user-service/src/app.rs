@@ -290,7 +290,11 @@ impl Accounts {
 
     /// Everyone `user` follows, most recent follow first, at most `limit` (1..=5000; 0
     /// means all up to 5000).
-    pub async fn all_following(&self, user: Uuid, limit: u32) -> Result<Vec<User>, UserError> {
+    pub async fn all_following(
+        &self,
+        user: Uuid,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String, String)>, UserError> {
         let limit = match limit {
             0 => MAX_FOLLOWING,
             n if n <= MAX_FOLLOWING => n,

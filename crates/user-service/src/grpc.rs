@@ -6,10 +6,10 @@ use platform::pagination::parse_request;
 use proto::user::v1::user_service_server::UserService;
 use proto::user::v1::{
     BatchGetProfilesRequest, BatchGetProfilesResponse, DeleteAccountRequest, DeleteAccountResponse,
-    FollowRequest, FollowResponse, GetMeRequest, GetUserByUsernameRequest, GetUserRequest,
-    ListAllFollowingRequest, ListFollowsRequest, ListFollowsResponse, LoginRequest, LogoutRequest,
-    LogoutResponse, PrivateProfile, Profile, RefreshRequest, RegisterRequest, Tokens,
-    UpdateProfileRequest,
+    FollowRequest, FollowResponse, Followee, GetMeRequest, GetUserByUsernameRequest,
+    GetUserRequest, ListAllFollowingRequest, ListAllFollowingResponse, ListFollowsRequest,
+    ListFollowsResponse, LoginRequest, LogoutRequest, LogoutResponse, PrivateProfile, Profile,
+    RefreshRequest, RegisterRequest, Tokens, UpdateProfileRequest,
 };
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -247,12 +247,19 @@ impl UserService for UserApi {
     async fn list_all_following(
         &self,
         request: Request<ListAllFollowingRequest>,
-    ) -> Answer<BatchGetProfilesResponse> {
+    ) -> Answer<ListAllFollowingResponse> {
         let ListAllFollowingRequest { user_id, limit } = request.into_inner();
         let user = parse_id("user_id", &user_id)?;
-        let users = self.accounts.all_following(user, limit).await?;
-        Ok(Response::new(BatchGetProfilesResponse {
-            profiles: users.into_iter().map(profile).collect(),
+        let followees = self.accounts.all_following(user, limit).await?;
+        Ok(Response::new(ListAllFollowingResponse {
+            followees: followees
+                .into_iter()
+                .map(|(id, username, display_name)| Followee {
+                    id: id.to_string(),
+                    username,
+                    display_name,
+                })
+                .collect(),
         }))
     }
 }

@@ -468,20 +468,26 @@ impl Store {
             .collect())
     }
 
-    /// Up to `limit` users `follower` follows, most recent follow first.
-    pub async fn all_following(&self, follower: Uuid, limit: i64) -> Result<Vec<User>, DbError> {
-        let sql = concat!(
-            "SELECT ",
-            profile!(),
-            " FROM users.follows f JOIN users.users u ON u.id = f.followee_id
-             WHERE f.follower_id = $1 ORDER BY f.created_at DESC LIMIT $2"
-        );
+    /// Up to `limit` users `follower` follows, most recent follow first: (id, username,
+    /// display name) only, one index scan and no counts.
+    pub async fn all_following(
+        &self,
+        follower: Uuid,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, String, String)>, DbError> {
         Ok(self
             .0
-            .query("SELECT", "users.follows", sql, &[&follower, &limit])
+            .query(
+                "SELECT",
+                "users.follows",
+                "SELECT u.id, u.username, u.display_name
+                 FROM users.follows f JOIN users.users u ON u.id = f.followee_id
+                 WHERE f.follower_id = $1 ORDER BY f.created_at DESC LIMIT $2",
+                &[&follower, &limit],
+            )
             .await?
             .iter()
-            .map(user)
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
 
