@@ -229,6 +229,19 @@ impl Engagement {
         viewer: Viewer,
         watch_seconds: f64,
     ) -> Result<ViewRecorded, EngagementError> {
+        // A signed-in caller is that viewer, whatever key came with the call; an anonymous
+        // call cannot name a user.
+        let viewer = match caller.user_id() {
+            Some(user) => Viewer::User(user),
+            None if viewer.is_user() => {
+                return Err(crate::domain::InvalidField::new(
+                    "viewer_key",
+                    "an anonymous call cannot name a user",
+                )
+                .into());
+            }
+            None => viewer,
+        };
         let facts = self.video_for_views(caller, video).await?;
         if !facts.ready {
             return Err(EngagementError::NotReady(video));

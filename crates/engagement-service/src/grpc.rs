@@ -146,18 +146,6 @@ impl EngagementService for EngagementApi {
         } = request.into_inner();
         let video = id("video_id", &video_id)?;
         let viewer = Viewer::parse(&viewer_key).map_err(EngagementError::from)?;
-        // A signed-in caller is that viewer, whatever key came with the call.
-        let viewer = match caller.user_id() {
-            Some(user) => Viewer::User(user),
-            None if viewer.is_user() => {
-                return Err(EngagementError::from(InvalidField::new(
-                    "viewer_key",
-                    "an anonymous call cannot name a user",
-                ))
-                .into());
-            }
-            None => viewer,
-        };
         let recorded = self
             .app
             .record_view(caller, video, viewer, watch_seconds)
