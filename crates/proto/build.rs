@@ -16,6 +16,48 @@ const PROTOS: &[&str] = &[
     "socialflow/payments/v1/payments.proto",
 ];
 
+/// Messages the REST API serves as they are (below `.socialflow.`).
+const SERVED: &[&str] = &[
+    "common.v1.VideoStats",
+    "common.v1.Money",
+    "user.v1.Profile",
+    "video.v1.Video",
+    "video.v1.Playback",
+    "video.v1.CreatedUpload",
+    "video.v1.PartUrl",
+    "engagement.v1.Author",
+    "engagement.v1.Comment",
+    "engagement.v1.Post",
+    "engagement.v1.TrendingVideo",
+    "engagement.v1.GetTrendingResponse",
+    "payments.v1.Subscription",
+    "payments.v1.Earnings",
+    "payments.v1.EarningsLine",
+    "payments.v1.Payout",
+    "payments.v1.ListPayoutsResponse",
+    "payments.v1.RevenueLine",
+    "payments.v1.RevenueSummary",
+    "payments.v1.IngestAdRevenueResponse",
+    "payments.v1.TransferResponse",
+    "payments.v1.RunPayoutsResponse",
+];
+
+/// `google.protobuf.Timestamp` fields of those: RFC 3339 strings, `null` when absent.
+const TIMESTAMPS: &[&str] = &[
+    "user.v1.Profile.created_at",
+    "video.v1.Video.created_at",
+    "video.v1.Playback.expires_at",
+    "video.v1.CreatedUpload.expires_at",
+    "engagement.v1.Comment.created_at",
+    "engagement.v1.Post.created_at",
+    "payments.v1.Subscription.current_period_start",
+    "payments.v1.Subscription.current_period_end",
+    "payments.v1.Subscription.created_at",
+    "payments.v1.EarningsLine.period_start",
+    "payments.v1.EarningsLine.period_end",
+    "payments.v1.Payout.created_at",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -31,35 +73,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Messages the REST API serves as they are: serialised straight from the generated
     // types (times as RFC 3339, statuses as lowercase names), never re-declared field by
     // field in the gateway.
-    let serialize = "#[derive(serde::Serialize)]";
-    let timestamp = "#[serde(serialize_with = \"crate::serde_ext::timestamp\")]";
-    tonic_prost_build::configure()
-        .file_descriptor_set_path(&descriptors)
-        .type_attribute(".socialflow.common.v1.VideoStats", serialize)
-        .type_attribute(".socialflow.common.v1.Money", serialize)
-        .type_attribute(".socialflow.user.v1.Profile", serialize)
-        .field_attribute(".socialflow.user.v1.Profile.created_at", timestamp)
-        .type_attribute(".socialflow.video.v1.Video", serialize)
-        .type_attribute(".socialflow.video.v1.Playback", serialize)
-        .type_attribute(".socialflow.video.v1.CreatedUpload", serialize)
-        .type_attribute(".socialflow.video.v1.PartUrl", serialize)
-        .field_attribute(".socialflow.video.v1.CreatedUpload.expires_at", timestamp)
-        .field_attribute(".socialflow.video.v1.Playback.expires_at", timestamp)
-        .field_attribute(".socialflow.video.v1.Video.created_at", timestamp)
+    // Each also describes itself for the REST API's OpenAPI document (utoipa), so the spec
+    // is generated from the very types that are serialised.
+    let serialize = "#[derive(serde::Serialize, utoipa::ToSchema)]";
+    let timestamp = "#[serde(serialize_with = \"crate::serde_ext::timestamp\")] \
+                     #[schema(value_type = Option<String>, format = DateTime)]";
+    let mut builder = tonic_prost_build::configure().file_descriptor_set_path(&descriptors);
+    for message in SERVED {
+        builder = builder.type_attribute(format!(".socialflow.{message}"), serialize);
+    }
+    for field in TIMESTAMPS {
+        builder = builder.field_attribute(format!(".socialflow.{field}"), timestamp);
+    }
+    builder
         .field_attribute(
             ".socialflow.video.v1.Video.status",
-            "#[serde(serialize_with = \"crate::serde_ext::video_status\")]",
+            "#[serde(serialize_with = \"crate::serde_ext::video_status\")] \
+             #[schema(value_type = crate::serde_ext::VideoStatusName)]",
         )
         .field_attribute(
             ".socialflow.video.v1.Video.visibility",
-            "#[serde(serialize_with = \"crate::serde_ext::visibility\")]",
+            "#[serde(serialize_with = \"crate::serde_ext::visibility\")] \
+             #[schema(value_type = crate::serde_ext::VisibilityName)]",
         )
-        .type_attribute(".socialflow.engagement.v1.Author", serialize)
-        .type_attribute(".socialflow.engagement.v1.Comment", serialize)
-        .field_attribute(".socialflow.engagement.v1.Comment.created_at", timestamp)
-        .type_attribute(".socialflow.engagement.v1.Post", serialize)
-        .field_attribute(".socialflow.engagement.v1.Post.created_at", timestamp)
-        .type_attribute(".socialflow.engagement.v1.TrendingVideo", serialize)
         .compile_with_config(
             config,
             &protos,

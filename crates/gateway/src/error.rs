@@ -3,7 +3,6 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
 use telemetry::RequestContext;
 use telemetry::http::ErrorKind;
 
@@ -169,6 +168,24 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    #[schema(inline)]
+    error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct ErrorDetail {
+    /// Stable and machine-readable (`invalid_argument`, `not_found`, `rate_limited`...).
+    #[schema(value_type = String)]
+    code: &'static str,
+    /// For people: what is wrong, naming the field or the dependency.
+    message: String,
+    /// The `X-Request-Id` of the request, to quote when reporting a problem.
+    request_id: String,
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status
@@ -178,13 +195,13 @@ impl ResponseError for ApiError {
         let request_id = RequestContext::current()
             .map(|c| c.request_id().to_owned())
             .unwrap_or_default();
-        let mut response = HttpResponse::build(self.status).json(json!({
-            "error": {
-                "code": self.code,
-                "message": self.message,
-                "request_id": request_id,
-            }
-        }));
+        let mut response = HttpResponse::build(self.status).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message.clone(),
+                request_id,
+            },
+        });
         response.extensions_mut().insert(ErrorKind(self.code));
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after

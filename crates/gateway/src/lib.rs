@@ -25,6 +25,7 @@ use telemetry::http::RequestTelemetry;
 pub use clients::Clients;
 pub use config::{HttpSettings, ServicesSettings, Settings, UploadSettings};
 pub use error::ApiError;
+pub use routes::openapi_document;
 
 pub const SERVICE: &str = "gateway";
 

@@ -1,6 +1,19 @@
 use platform::process::ProcessSettings;
 
 fn main() -> std::process::ExitCode {
+    // `gateway openapi`: the REST API's OpenAPI document, as `/api/v1/openapi.json` serves it.
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        return match gateway::openapi_document().to_pretty_json() {
+            Ok(json) => {
+                println!("{json}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("the OpenAPI document does not serialise: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     platform::process::run_main(
         gateway::SERVICE,
         &[env!("CARGO_CRATE_NAME")],

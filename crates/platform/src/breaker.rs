@@ -40,7 +40,7 @@ impl Default for BreakerSettings {
             window: 20,
             min_calls: 10,
             failure_ratio: 0.5,
-            open_ms: 5000,
+            open_ms: 2000,
         }
     }
 }

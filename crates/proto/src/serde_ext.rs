@@ -61,6 +61,29 @@ pub fn visibility_name(visibility: Visibility) -> &'static str {
     }
 }
 
+/// A video status as the REST API spells it (the OpenAPI document's enum of
+/// [`video_status_name`]).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum VideoStatusName {
+    Unspecified,
+    Uploaded,
+    Processing,
+    Ready,
+    Failed,
+}
+
+/// A visibility as the REST API spells it (the OpenAPI document's enum of
+/// [`visibility_name`]).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum VisibilityName {
+    Unspecified,
+    Public,
+    Unlisted,
+    Private,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,7 @@ struct Running {
 #[derive(Default)]
 pub struct TestAppBuilder {
     engagement_delay: Option<Duration>,
+    postgres: Option<String>,
     env: Vec<(String, String)>,
     only: Option<Vec<ServiceName>>,
 }
@@ -49,6 +50,13 @@ impl TestAppBuilder {
     /// Slows every call video-service makes to engagement-service by `delay` per chunk.
     pub fn engagement_delay(mut self, delay: Duration) -> Self {
         self.engagement_delay = Some(delay);
+        self
+    }
+
+    /// The test database on this server (its maintenance database's URL) instead of the
+    /// shared one: see [`crate::postgres::OwnCluster`].
+    pub fn postgres(mut self, admin_url: String) -> Self {
+        self.postgres = Some(admin_url);
         self
     }
 
@@ -123,7 +131,10 @@ impl TestApp {
 
     async fn spawn_with(options: TestAppBuilder) -> Self {
         crate::telemetry();
-        let db = TestDatabase::create().await;
+        let db = match &options.postgres {
+            Some(admin) => TestDatabase::create_at(admin).await,
+            None => TestDatabase::create().await,
+        };
         let s3 = S3Server::start().await;
         let bucket = format!("sf-test-{}", crate::unique_suffix());
         let redis_prefix = format!("test:{}:", crate::unique_suffix());

@@ -17,7 +17,7 @@ mod s3;
 pub use app::{ServiceName, TestApp, TestAppBuilder};
 pub use collector::{CapturedSpan, Collector};
 pub use logs::LogCapture;
-pub use postgres::TestDatabase;
+pub use postgres::{OwnCluster, TestDatabase};
 pub use proxy::TcpProxy;
 pub use s3::S3Server;
 

@@ -5,13 +5,13 @@ use serde::{Deserialize, Serialize};
 use super::users::PrivateJson;
 use crate::Clients;
 use crate::edge::client_ip;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 const USERS: &str = "user-service";
 
 /// Passwords and tokens pass through here: nothing in this module logs a body, and none of
 /// these types implements a `Debug` that would print one.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     email: String,
@@ -20,7 +20,7 @@ pub struct Registration {
     display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Email or username.
@@ -28,16 +28,19 @@ pub struct Credentials {
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshToken {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
-struct TokensJson {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokensJson {
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     token_type: &'static str,
+    /// Seconds until the access token expires.
     expires_in: u64,
     refresh_token: String,
     user_id: String,
@@ -55,6 +58,13 @@ impl From<Tokens> for TokensJson {
     }
 }
 
+/// Creates an account.
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = Registration,
+    responses(
+        (status = 201, description = "The account, as its owner sees it", body = PrivateJson,
+            headers(("Location" = String, description = "The new user's URL"))),
+        (status = 409, description = "The email or username is taken", body = ErrorBody),
+    ))]
 pub async fn register(
     clients: web::Data<Clients>,
     body: web::Json<Registration>,
@@ -78,6 +88,9 @@ pub async fn register(
         .json(profile))
 }
 
+/// Signs in with an email or username and a password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, description = "A new token pair", body = TokensJson)))]
 pub async fn login(
     req: HttpRequest,
     clients: web::Data<Clients>,
@@ -112,6 +125,9 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(TokensJson::from(tokens)))
 }
 
+/// Trades a refresh token for a new pair (the old one is spent; reusing it revokes its family).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshToken,
+    responses((status = 200, description = "A new token pair", body = TokensJson)))]
 pub async fn refresh(
     clients: web::Data<Clients>,
     body: web::Json<RefreshToken>,
@@ -128,6 +144,9 @@ pub async fn refresh(
     Ok(HttpResponse::Ok().json(TokensJson::from(tokens)))
 }
 
+/// Revokes a refresh token's family.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshToken,
+    responses((status = 204, description = "Signed out")))]
 pub async fn logout(
     clients: web::Data<Clients>,
     body: web::Json<RefreshToken>,

@@ -3,10 +3,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use proto::engagement::v1::{
-    CreateCommentRequest, CreatePostRequest, DeleteCommentRequest, DeletePostRequest,
-    GetFeedRequest, GetPostRequest, GetTrendingRequest, ListCommentsRequest, ListUserPostsRequest,
-    RecordViewRequest, SetLikeRequest, TargetType, feed_item,
+    Author, Comment, CreateCommentRequest, CreatePostRequest, DeleteCommentRequest,
+    DeletePostRequest, GetFeedRequest, GetPostRequest, GetTrendingRequest, GetTrendingResponse,
+    ListCommentsRequest, ListUserPostsRequest, Post, RecordViewRequest, SetLikeRequest, TargetType,
+    feed_item,
 };
+use proto::video::v1::Video;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -75,14 +77,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewBody {
     watch_seconds: f64,
 }
 
-#[derive(Debug, Serialize)]
-struct ViewAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ViewAnswer {
     counted: bool,
     /// Why not: `duplicate`, `too_short` or `address_limit`.
     reason: Option<String>,
@@ -91,6 +93,10 @@ struct ViewAnswer {
 /// `POST /videos/{id}/views` (anyone): counted once per viewer per window, after the
 /// minimum watch time. Anonymous viewers are known by a signed cookie (issued here) and
 /// their address.
+/// Reports that a video was watched. Anonymous viewers get a `sf_viewer` cookie.
+#[utoipa::path(post, path = "/api/v1/videos/{id}/views", tag = "engagement", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), request_body = ViewBody,
+    responses((status = 200, description = "Whether this report counted as a view", body = ViewAnswer)))]
 pub async fn record_view(
     req: HttpRequest,
     viewer: Viewer,
@@ -147,8 +153,8 @@ pub async fn record_view(
     }))
 }
 
-#[derive(Debug, Serialize)]
-struct LikeAnswer {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LikeAnswer {
     liked: bool,
     likes: u64,
 }
@@ -178,6 +184,10 @@ async fn set_like(
     }))
 }
 
+/// Likes a video (idempotent).
+#[utoipa::path(put, path = "/api/v1/videos/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn like_video(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -186,6 +196,10 @@ pub async fn like_video(
     set_like(me, &c, TargetType::Video, &p, true).await
 }
 
+/// Takes back a like of a video (idempotent).
+#[utoipa::path(delete, path = "/api/v1/videos/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn unlike_video(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -194,6 +208,10 @@ pub async fn unlike_video(
     set_like(me, &c, TargetType::Video, &p, false).await
 }
 
+/// Likes a post (idempotent).
+#[utoipa::path(put, path = "/api/v1/posts/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn like_post(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -202,6 +220,10 @@ pub async fn like_post(
     set_like(me, &c, TargetType::Post, &p, true).await
 }
 
+/// Takes back a like of a post (idempotent).
+#[utoipa::path(delete, path = "/api/v1/posts/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn unlike_post(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -210,6 +232,10 @@ pub async fn unlike_post(
     set_like(me, &c, TargetType::Post, &p, false).await
 }
 
+/// Likes a comment (idempotent).
+#[utoipa::path(put, path = "/api/v1/comments/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The comment's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn like_comment(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -218,6 +244,10 @@ pub async fn like_comment(
     set_like(me, &c, TargetType::Comment, &p, true).await
 }
 
+/// Takes back a like of a comment (idempotent).
+#[utoipa::path(delete, path = "/api/v1/comments/{id}/like", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The comment's id")),
+    responses((status = 200, description = "Whether the caller likes it now, and its count", body = LikeAnswer)))]
 pub async fn unlike_comment(
     me: Authenticated,
     c: web::Data<Clients>,
@@ -226,13 +256,19 @@ pub async fn unlike_comment(
     set_like(me, &c, TargetType::Comment, &p, false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     text: String,
+    /// The comment this replies to.
+    #[schema(value_type = Option<uuid::Uuid>)]
     parent_id: Option<String>,
 }
 
+/// Comments on a video, or replies to one of its comments (one level).
+#[utoipa::path(post, path = "/api/v1/videos/{id}/comments", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), request_body = NewComment,
+    responses((status = 201, description = "The comment", body = Comment)))]
 pub async fn create_comment(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -259,19 +295,50 @@ pub async fn create_comment(
 }
 
 /// `?parent_id=&limit=&cursor=` of a comment list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CommentParams {
+    /// The replies to this comment, instead of the top-level comments.
+    #[param(value_type = Option<uuid::Uuid>)]
     parent_id: Option<String>,
+    /// Items per page: 1 to 100, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct Page<T: Serialize> {
-    #[serde(flatten)]
-    items: T,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommentPage {
+    comments: Vec<Comment>,
     next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PostPage {
+    posts: Vec<Post>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedPage {
+    items: Vec<FeedEntry>,
+    next_cursor: Option<String>,
+}
+
+/// `{"type": "post", "post": {…}, "author": {…}}` or the same with `video`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum FeedEntry {
+    Post {
+        post: Post,
+        author: Option<Author>,
+    },
+    Video {
+        video: Video,
+        author: Option<Author>,
+    },
 }
 
 fn next_cursor(token: String) -> Option<String> {
@@ -280,6 +347,9 @@ fn next_cursor(token: String) -> Option<String> {
 
 /// `GET /videos/{id}/comments` (anyone who may see the video): newest first; with
 /// `parent_id`, the replies to that comment.
+#[utoipa::path(get, path = "/api/v1/videos/{id}/comments", tag = "engagement", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id"), CommentParams),
+    responses((status = 200, description = "A page of comments", body = CommentPage)))]
 pub async fn list_comments(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -308,12 +378,16 @@ pub async fn list_comments(
         .await
         .map_err(|s| page_error(ENGAGEMENT, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(Page {
-        items: serde_json::json!({ "comments": reply.comments }),
+    Ok(HttpResponse::Ok().json(CommentPage {
+        comments: reply.comments,
         next_cursor: next_cursor(reply.next_page_token),
     }))
 }
 
+/// Deletes a comment (its author, or the video's owner).
+#[utoipa::path(delete, path = "/api/v1/comments/{id}", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The comment's id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_comment(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -329,13 +403,18 @@ pub async fn delete_comment(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPost {
     text: String,
+    /// A video the post is about.
+    #[schema(value_type = Option<uuid::Uuid>)]
     video_id: Option<String>,
 }
 
+/// Posts a text, optionally about a video.
+#[utoipa::path(post, path = "/api/v1/posts", tag = "engagement", security(("bearer" = [])),
+    request_body = NewPost, responses((status = 201, description = "The post", body = Post)))]
 pub async fn create_post(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -355,6 +434,9 @@ pub async fn create_post(
     Ok(HttpResponse::Created().json(post))
 }
 
+#[utoipa::path(get, path = "/api/v1/posts/{id}", tag = "engagement", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 200, description = "The post", body = Post)))]
 pub async fn get_post(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -371,6 +453,10 @@ pub async fn get_post(
     Ok(HttpResponse::Ok().json(post))
 }
 
+/// Deletes a post (its author only).
+#[utoipa::path(delete, path = "/api/v1/posts/{id}", tag = "engagement", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The post's id")),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_post(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -387,6 +473,9 @@ pub async fn delete_post(
 }
 
 /// `GET /users/{id}/posts` (anyone): newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/posts", tag = "engagement", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The author's id"), PageParams),
+    responses((status = 200, description = "A page of posts", body = PostPage)))]
 pub async fn user_posts(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -406,13 +495,15 @@ pub async fn user_posts(
         .await
         .map_err(|s| page_error(ENGAGEMENT, &s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(Page {
-        items: serde_json::json!({ "posts": reply.posts }),
+    Ok(HttpResponse::Ok().json(PostPage {
+        posts: reply.posts,
         next_cursor: next_cursor(reply.next_page_token),
     }))
 }
 
 /// `GET /feed`: posts and ready public videos of whom the caller follows, newest first.
+#[utoipa::path(get, path = "/api/v1/feed", tag = "engagement", security(("bearer" = [])),
+    params(PageParams), responses((status = 200, description = "A page of the feed", body = FeedPage)))]
 pub async fn feed(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -429,36 +520,35 @@ pub async fn feed(
         .await
         .map_err(|s| page_error(ENGAGEMENT, &s))?
         .into_inner();
-    // `{"type": "post", "post": {…}, "author": {…}}` or the same with `video`.
-    let items: Vec<serde_json::Value> = reply
+    let items = reply
         .items
         .into_iter()
         .filter_map(|item| {
             let author = item.author;
             Some(match item.item? {
-                feed_item::Item::Post(post) => {
-                    serde_json::json!({ "type": "post", "post": post, "author": author })
-                }
-                feed_item::Item::Video(video) => {
-                    serde_json::json!({ "type": "video", "video": video, "author": author })
-                }
+                feed_item::Item::Post(post) => FeedEntry::Post { post, author },
+                feed_item::Item::Video(video) => FeedEntry::Video { video, author },
             })
         })
         .collect();
-    Ok(HttpResponse::Ok().json(Page {
-        items: serde_json::json!({ "items": items }),
+    Ok(HttpResponse::Ok().json(FeedPage {
+        items,
         next_cursor: next_cursor(reply.next_page_token),
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TrendingParams {
-    /// 1..=50, default 20.
+    /// How many: 1 to 50, default 20.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 50)]
     limit: Option<String>,
 }
 
 /// `GET /videos/trending` (anyone).
+#[utoipa::path(get, path = "/api/v1/videos/trending", tag = "engagement", params(TrendingParams),
+    responses((status = 200, description = "The most watched videos of late, best first", body = GetTrendingResponse)))]
 pub async fn trending(
     clients: web::Data<Clients>,
     params: web::Query<TrendingParams>,
@@ -481,7 +571,7 @@ pub async fn trending(
     .await
     .map_err(|s| ApiError::from_status(ENGAGEMENT, &s))?
     .into_inner();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "videos": reply.videos })))
+    Ok(HttpResponse::Ok().json(reply))
 }
 
 #[cfg(test)]

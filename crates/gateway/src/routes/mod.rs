@@ -2,6 +2,7 @@
 
 mod auth;
 mod engagement;
+mod openapi;
 mod payments;
 mod plans;
 mod users;
@@ -17,6 +18,7 @@ use crate::error::ApiError;
 use crate::error::extractors::json_config;
 
 pub use engagement::ViewerCookies;
+pub use openapi::document as openapi_document;
 
 /// `GET /path` → handler, with a JSON 405 for any other method.
 macro_rules! resource {
@@ -41,6 +43,17 @@ const AD_BATCH_BODY_BYTES: usize = 256 * 1024;
 /// The API routes; `max_body` is `http.max_body_bytes`.
 pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
     let credentials = || json_config(CREDENTIALS_BODY_BYTES.min(max_body));
+    // Before the scope, which would answer 404 for paths it does not know. Paths lose a
+    // trailing slash (`canonical`): the UI's entry is its `index.html`.
+    cfg.service(
+        utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs/{_:.*}")
+            .url("/api/v1/openapi.json", openapi::document()),
+    )
+    .service(web::resource("/api/v1/docs").to(|| async {
+        HttpResponse::PermanentRedirect()
+            .insert_header(("Location", "/api/v1/docs/index.html"))
+            .finish()
+    }));
     cfg.service(
         web::scope("/api/v1")
             .service(resource!("/auth/register", post => auth::register).app_data(credentials()))
@@ -85,10 +98,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body: usize) {
 }
 
 /// `?limit=&cursor=` of every list.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// 1..=100, default 20. A string here so a bad value gets an error naming `limit`.
+    /// Items per page: 1 to 100, default 20.
+    // A string here, so that a bad value gets an error naming `limit`.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

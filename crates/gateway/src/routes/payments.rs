@@ -11,15 +11,19 @@ use proto::payments::v1::{
     GetRevenueSummaryRequest, Idempotency, IngestAdRevenueRequest, ListPayoutsRequest,
     RunPayoutsRequest, SubscribeRequest, TransferRequest,
 };
+use proto::payments::v1::{
+    Earnings, IngestAdRevenueResponse, ListPayoutsResponse, RevenueSummary, RunPayoutsResponse,
+    Subscription, TransferResponse,
+};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::parse_id;
 use crate::Clients;
 use crate::edge::{Admin, Authenticated};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 const PAYMENTS: &str = "payments-service";
 
@@ -86,39 +90,22 @@ fn error(status: &tonic::Status) -> ApiError {
     }
 }
 
-fn money_json(m: Option<Money>) -> Value {
-    let m = m.unwrap_or_default();
-    json!({ "amount_minor": m.amount_minor, "currency": m.currency })
-}
-
-fn time_json(t: Option<&prost_types::Timestamp>) -> Value {
-    t.and_then(proto::serde_ext::from_timestamp)
-        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
-        .unwrap_or(Value::Null)
-}
-
-fn subscription_json(s: proto::payments::v1::Subscription) -> Value {
-    json!({
-        "id": s.id,
-        "plan_id": s.plan_id,
-        "status": s.status,
-        "price": money_json(s.price),
-        "current_period_start": time_json(s.current_period_start.as_ref()),
-        "current_period_end": time_json(s.current_period_end.as_ref()),
-        "cancel_at_period_end": s.cancel_at_period_end,
-        "payment_method_last4": s.payment_method_last4,
-        "created_at": time_json(s.created_at.as_ref()),
-    })
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewSubscription {
+pub struct NewSubscription {
     plan_id: String,
     payment_method: String,
 }
 
 /// `POST /subscriptions`: subscribes the caller, charging the plan's price.
+#[utoipa::path(post, path = "/api/v1/subscriptions", tag = "payments", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = NewSubscription,
+    responses(
+        (status = 201, description = "Subscribed and charged", body = Subscription),
+        (status = 402, description = "The card was declined", body = ErrorBody),
+        (status = 409, description = "Already subscribed, or the key is in use by a call in flight", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody),
+    ))]
 pub async fn subscribe(
     req: HttpRequest,
     me: Authenticated,
@@ -141,9 +128,11 @@ pub async fn subscribe(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    Ok(HttpResponse::Created().json(subscription_json(sub)))
+    Ok(HttpResponse::Created().json(sub))
 }
 
+#[utoipa::path(get, path = "/api/v1/me/subscription", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's subscription", body = Subscription)))]
 pub async fn my_subscription(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -155,10 +144,17 @@ pub async fn my_subscription(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(subscription_json(sub)))
+    Ok(HttpResponse::Ok().json(sub))
 }
 
 /// `DELETE /me/subscription`: cancels at the end of the paid period.
+#[utoipa::path(delete, path = "/api/v1/me/subscription", tag = "payments", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")),
+    responses(
+        (status = 200, description = "Canceled at the end of the paid period", body = Subscription),
+        (status = 409, description = "The key is in use by a call in flight", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody),
+    ))]
 pub async fn cancel_subscription(
     req: HttpRequest,
     me: Authenticated,
@@ -174,9 +170,12 @@ pub async fn cancel_subscription(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    Ok(HttpResponse::Ok().json(subscription_json(sub)))
+    Ok(HttpResponse::Ok().json(sub))
 }
 
+/// What the caller earned as a creator, by payout period, and their balance.
+#[utoipa::path(get, path = "/api/v1/me/earnings", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, description = "Balance and earnings", body = Earnings)))]
 pub async fn earnings(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -188,28 +187,11 @@ pub async fn earnings(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    let lines: Vec<Value> = reply
-        .lines
-        .into_iter()
-        .map(|l| {
-            json!({
-                "period_id": l.period_id,
-                "period_start": time_json(l.period_start.as_ref()),
-                "period_end": time_json(l.period_end.as_ref()),
-                "amount": money_json(l.amount),
-                "watch_seconds": l.watch_seconds,
-                "views": l.views,
-            })
-        })
-        .collect();
-    let balance: Vec<Value> = reply
-        .balance
-        .into_iter()
-        .map(|m| money_json(Some(m)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "balance": balance, "lines": lines })))
+    Ok(HttpResponse::Ok().json(reply))
 }
 
+#[utoipa::path(get, path = "/api/v1/me/payouts", tag = "payments", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's payouts, newest first", body = ListPayoutsResponse)))]
 pub async fn payouts(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -221,38 +203,37 @@ pub async fn payouts(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    let payouts: Vec<Value> = reply
-        .payouts
-        .into_iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "amount": money_json(p.amount),
-                "status": p.status,
-                "created_at": time_json(p.created_at.as_ref()),
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "payouts": payouts })))
+    Ok(HttpResponse::Ok().json(reply))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdEventJson {
+pub struct AdEventJson {
+    #[schema(value_type = uuid::Uuid)]
     video_id: String,
+    /// `impression` or `click`.
     kind: String,
     amount_minor: i64,
+    /// ISO 4217.
     currency: String,
+    #[schema(value_type = Option<String>, format = DateTime)]
     occurred_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AdBatch {
+pub struct AdBatch {
     events: Vec<AdEventJson>,
 }
 
 /// `POST /admin/ad-revenue`: a batch of impression and click revenue.
+#[utoipa::path(post, path = "/api/v1/admin/ad-revenue", tag = "admin", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = AdBatch,
+    responses(
+        (status = 201, description = "Booked", body = IngestAdRevenueResponse),
+        (status = 409, description = "The key is in use by a call in flight", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody),
+    ))]
 pub async fn ingest_ads(
     req: HttpRequest,
     admin: Admin,
@@ -283,22 +264,23 @@ pub async fn ingest_ads(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    let totals: Vec<Value> = reply
-        .totals
-        .into_iter()
-        .map(|m| money_json(Some(m)))
-        .collect();
-    Ok(HttpResponse::Created().json(json!({ "accepted": reply.accepted, "totals": totals })))
+    Ok(HttpResponse::Created().json(reply))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RevenueParams {
+    #[param(value_type = String, format = DateTime)]
     from: chrono::DateTime<chrono::Utc>,
+    #[param(value_type = String, format = DateTime)]
     to: chrono::DateTime<chrono::Utc>,
 }
 
 /// `GET /admin/revenue?from=&to=` (RFC 3339 times): revenue by source and currency.
+#[utoipa::path(get, path = "/api/v1/admin/revenue", tag = "admin", security(("bearer" = [])),
+    params(RevenueParams),
+    responses((status = 200, description = "Revenue by source and currency", body = RevenueSummary)))]
 pub async fn revenue(
     admin: Admin,
     clients: web::Data<Clients>,
@@ -314,30 +296,28 @@ pub async fn revenue(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    let lines: Vec<Value> = reply
-        .lines
-        .into_iter()
-        .map(|l| {
-            json!({
-                "source": l.source,
-                "amount": money_json(l.amount),
-                "transactions": l.transactions,
-            })
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "lines": lines })))
+    Ok(HttpResponse::Ok().json(reply))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TransferJson {
+pub struct TransferJson {
+    #[schema(value_type = uuid::Uuid)]
     from_account: String,
+    #[schema(value_type = uuid::Uuid)]
     to_account: String,
     amount_minor: i64,
     currency: String,
 }
 
 /// `POST /admin/transfers`: moves money between two ledger accounts.
+#[utoipa::path(post, path = "/api/v1/admin/transfers", tag = "admin", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = TransferJson,
+    responses(
+        (status = 201, description = "Booked", body = TransferResponse),
+        (status = 409, description = "Insufficient funds, or the key is in use by a call in flight", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody),
+    ))]
 pub async fn transfer(
     req: HttpRequest,
     admin: Admin,
@@ -361,10 +341,17 @@ pub async fn transfer(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    Ok(HttpResponse::Created().json(json!({ "transaction_id": reply.transaction_id })))
+    Ok(HttpResponse::Created().json(reply))
 }
 
 /// `POST /admin/payouts/run`: closes the payout period now.
+#[utoipa::path(post, path = "/api/v1/admin/payouts/run", tag = "admin", security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")),
+    responses(
+        (status = 200, description = "The period closed and what it paid", body = RunPayoutsResponse),
+        (status = 409, description = "The key is in use by a call in flight", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody),
+    ))]
 pub async fn run_payouts(
     req: HttpRequest,
     admin: Admin,
@@ -380,14 +367,5 @@ pub async fn run_payouts(
         .await
         .map_err(|s| error(&s))?
         .into_inner();
-    let paid: Vec<Value> = reply
-        .paid
-        .into_iter()
-        .map(|m| money_json(Some(m)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "period_id": reply.period_id,
-        "creators": reply.creators,
-        "paid": paid,
-    })))
+    Ok(HttpResponse::Ok().json(reply))
 }

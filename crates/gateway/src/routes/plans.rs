@@ -7,20 +7,25 @@ use crate::Clients;
 use crate::error::ApiError;
 
 /// A plan as the REST API has always shown it: the price in cents beside its currency.
-#[derive(Debug, Serialize)]
-struct PlanJson {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PlanJson {
     id: String,
     name: String,
     price_cents: i64,
+    /// ISO 4217.
     currency: String,
+    /// `month` or `year`.
     interval: String,
 }
 
-#[derive(Debug, Serialize)]
-struct Plans {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Plans {
     plans: Vec<PlanJson>,
 }
 
+/// The subscription plans on offer.
+#[utoipa::path(get, path = "/api/v1/subscriptions/plans", tag = "payments",
+    responses((status = 200, description = "The plans", body = Plans)))]
 pub async fn list_plans(clients: web::Data<Clients>) -> Result<HttpResponse, ApiError> {
     let reply = clients
         .payments

@@ -13,7 +13,7 @@ use crate::error::ApiError;
 const USERS: &str = "user-service";
 
 /// The owner's view: the public profile and the email, side by side (gRPC nests them).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PrivateJson {
     #[serde(flatten)]
     profile: Profile,
@@ -36,13 +36,14 @@ impl TryFrom<PrivateProfile> for PrivateJson {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileChanges {
     display_name: Option<String>,
     bio: Option<String>,
     /// `""` or `null` removes the avatar.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     avatar_url: Option<Option<String>>,
 }
 
@@ -51,6 +52,9 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Ok(Some(Option::deserialize(d)?))
 }
 
+/// A user's public profile.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path, description = "The user's id")),
+    responses((status = 200, description = "The profile", body = Profile)))]
 pub async fn get_user(
     clients: web::Data<Clients>,
     path: web::Path<String>,
@@ -67,6 +71,10 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(profile))
 }
 
+/// A user's public profile, by username.
+#[utoipa::path(get, path = "/api/v1/users/by-username/{username}", tag = "users",
+    params(("username" = String, Path)),
+    responses((status = 200, description = "The profile", body = Profile)))]
 pub async fn get_user_by_username(
     clients: web::Data<Clients>,
     path: web::Path<String>,
@@ -83,6 +91,9 @@ pub async fn get_user_by_username(
     Ok(HttpResponse::Ok().json(profile))
 }
 
+/// The caller's own profile, with the email.
+#[utoipa::path(get, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The caller's account", body = PrivateJson)))]
 pub async fn get_me(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -97,6 +108,10 @@ pub async fn get_me(
     Ok(HttpResponse::Ok().json(PrivateJson::try_from(profile)?))
 }
 
+/// Changes the caller's display name, bio or avatar.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    request_body = ProfileChanges,
+    responses((status = 200, description = "The account as changed", body = PrivateJson)))]
 pub async fn update_me(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -117,6 +132,9 @@ pub async fn update_me(
     Ok(HttpResponse::Ok().json(PrivateJson::try_from(profile)?))
 }
 
+/// Deletes the caller's account, and their likes, comments and posts.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "users", security(("bearer" = [])),
+    responses((status = 204, description = "Deleted")))]
 pub async fn delete_me(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -158,6 +176,9 @@ async fn set_following(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Follows a user (idempotent).
+#[utoipa::path(put, path = "/api/v1/users/{id}/follow", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")), responses((status = 204, description = "Following")))]
 pub async fn follow(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -166,6 +187,9 @@ pub async fn follow(
     set_following(&me, &clients, &path, true).await
 }
 
+/// Stops following a user (idempotent).
+#[utoipa::path(delete, path = "/api/v1/users/{id}/follow", tag = "users", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The user's id")), responses((status = 204, description = "Not following")))]
 pub async fn unfollow(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -174,8 +198,8 @@ pub async fn unfollow(
     set_following(&me, &clients, &path, false).await
 }
 
-#[derive(Debug, Serialize)]
-struct UserPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserPage {
     users: Vec<Profile>,
     next_cursor: Option<String>,
 }
@@ -207,6 +231,9 @@ async fn follows(
     }))
 }
 
+/// Who follows a user, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/followers", tag = "users", params(("id" = Uuid, Path, description = "The user's id"), PageParams),
+    responses((status = 200, description = "A page of users", body = UserPage)))]
 pub async fn followers(
     clients: web::Data<Clients>,
     path: web::Path<String>,
@@ -215,6 +242,9 @@ pub async fn followers(
     follows(&clients, &path, params.into_inner(), true).await
 }
 
+/// Whom a user follows, newest first.
+#[utoipa::path(get, path = "/api/v1/users/{id}/following", tag = "users", params(("id" = Uuid, Path, description = "The user's id"), PageParams),
+    responses((status = 200, description = "A page of users", body = UserPage)))]
 pub async fn following(
     clients: web::Data<Clients>,
     path: web::Path<String>,

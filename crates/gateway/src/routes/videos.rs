@@ -12,23 +12,26 @@ use proto::video::v1::{
 };
 use serde::{Deserialize, Serialize};
 
+use proto::serde_ext::{VideoStatusName, VisibilityName};
+use proto::video::v1::{CreatedUpload, Playback};
+
 use super::{PageParams, parse_id};
 use crate::edge::{Authenticated, Viewer};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::{Clients, UploadSettings};
 
 const VIDEOS: &str = "video-service";
 
-#[derive(Debug, Serialize)]
-struct VideoWithStats {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoWithStats {
     #[serde(flatten)]
     video: Video,
     /// `null` when the counts could not be fetched.
     stats: Option<VideoStats>,
 }
 
-#[derive(Debug, Serialize)]
-struct VideoPage {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VideoPage {
     videos: Vec<VideoWithStats>,
     next_cursor: Option<String>,
 }
@@ -53,6 +56,9 @@ impl From<ListVideosResponse> for VideoPage {
     }
 }
 
+/// Ready public videos, newest first.
+#[utoipa::path(get, path = "/api/v1/videos", tag = "videos", params(PageParams),
+    responses((status = 200, description = "A page of videos", body = VideoPage)))]
 pub async fn list_videos(
     clients: web::Data<Clients>,
     params: web::Query<PageParams>,
@@ -73,6 +79,9 @@ pub async fn list_videos(
 }
 
 /// `GET /users/{id}/videos`: all of them to their owner, the ready public ones to others.
+#[utoipa::path(get, path = "/api/v1/users/{id}/videos", tag = "videos",
+    security((), ("bearer" = [])), params(("id" = Uuid, Path, description = "The owner's id"), PageParams),
+    responses((status = 200, description = "A page of videos", body = VideoPage)))]
 pub async fn list_user_videos(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -95,6 +104,9 @@ pub async fn list_user_videos(
     Ok(HttpResponse::Ok().json(VideoPage::from(reply)))
 }
 
+/// A video and its counts (a private video is its owner's only).
+#[utoipa::path(get, path = "/api/v1/videos/{id}", tag = "videos", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), responses((status = 200, description = "The video", body = VideoWithStats)))]
 pub async fn get_video(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -120,6 +132,8 @@ pub async fn get_video(
 
 /// `GET /videos/{id}/stats`: the counts of a video the caller may see (a private video's
 /// counts are its owner's only, like the video).
+#[utoipa::path(get, path = "/api/v1/videos/{id}/stats", tag = "videos", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), responses((status = 200, description = "Views, likes and comments", body = VideoStats)))]
 pub async fn get_video_stats(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -176,6 +190,10 @@ async fn text_field(field: &mut Field, name: &str, max: usize) -> Result<String,
 /// `POST /videos`: `multipart/form-data` with `title`, optional `description` and
 /// `visibility`, then `file`. The file is streamed to video-service as it arrives (a few
 /// chunks in flight at most), never held whole.
+#[utoipa::path(post, path = "/api/v1/videos", tag = "videos", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 202, description = "Stored; processing is queued", body = UploadAccepted,
+        headers(("Location" = String, description = "The video's URL")))))]
 pub async fn upload_video(
     me: Authenticated,
     req: HttpRequest,
@@ -291,6 +309,12 @@ async fn stream_file(
 }
 
 /// `GET /videos/{id}/playback`: `{"url", "expires_at"}`, a presigned GET (ranges work).
+#[utoipa::path(get, path = "/api/v1/videos/{id}/playback", tag = "videos", security((), ("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")),
+    responses(
+        (status = 200, description = "Where to stream it from", body = Playback),
+        (status = 409, description = "The video is not ready yet", body = ErrorBody),
+    ))]
 pub async fn playback(
     viewer: Viewer,
     clients: web::Data<Clients>,
@@ -308,11 +332,12 @@ pub async fn playback(
 }
 
 /// `PATCH /videos/{id}`: any of title, description, visibility.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VideoChanges {
     title: Option<String>,
     description: Option<String>,
+    #[schema(value_type = Option<VisibilityName>)]
     visibility: Option<String>,
 }
 
@@ -327,6 +352,10 @@ fn visibility(raw: &str) -> Result<Visibility, ApiError> {
     }
 }
 
+/// Changes a video's title, description or visibility (its owner only).
+#[utoipa::path(patch, path = "/api/v1/videos/{id}", tag = "videos", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), request_body = VideoChanges,
+    responses((status = 200, description = "The video as changed", body = Video)))]
 pub async fn update_video(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -359,6 +388,9 @@ pub async fn update_video(
     Ok(HttpResponse::Ok().json(video))
 }
 
+/// Deletes a video, its file, its counts, likes and comments (its owner only).
+#[utoipa::path(delete, path = "/api/v1/videos/{id}", tag = "videos", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), responses((status = 204, description = "Deleted")))]
 pub async fn delete_video(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -374,6 +406,16 @@ pub async fn delete_video(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// An upload stored whole, its processing queued.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UploadAccepted {
+    video_id: String,
+    /// Always `uploaded` here: `GET /videos/{id}` follows it to `ready` or `failed`.
+    #[schema(value_type = VideoStatusName)]
+    status: &'static str,
+    job_id: String,
+}
+
 /// 202 for an upload whose processing is queued.
 fn accepted(uploaded: UploadVideoResponse) -> HttpResponse {
     let UploadVideoResponse {
@@ -383,24 +425,47 @@ fn accepted(uploaded: UploadVideoResponse) -> HttpResponse {
     } = uploaded;
     HttpResponse::Accepted()
         .insert_header(("Location", format!("/api/v1/videos/{video_id}")))
-        .json(serde_json::json!({
-            "video_id": video_id,
-            "status": "uploaded",
-            "job_id": job_id,
-        }))
+        .json(UploadAccepted {
+            video_id,
+            status: "uploaded",
+            job_id,
+        })
+}
+
+/// The form of `POST /videos`, in this order: the file comes last.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "describes the multipart form in the OpenAPI document; never built"
+)]
+pub struct UploadForm {
+    /// At most 1024 bytes.
+    title: String,
+    /// At most 32 KiB.
+    description: Option<String>,
+    /// `public` when absent.
+    visibility: Option<VisibilityName>,
+    /// The video file (mp4, webm, mkv or mov).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// `POST /videos/uploads`: a direct upload of a large file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUpload {
     title: String,
     #[serde(default)]
     description: String,
+    /// `public` when absent.
+    #[schema(value_type = Option<VisibilityName>)]
     visibility: Option<String>,
     size_bytes: u64,
 }
 
+#[utoipa::path(post, path = "/api/v1/videos/uploads", tag = "videos", security(("bearer" = [])),
+    request_body = NewUpload,
+    responses((status = 201, description = "Presigned part URLs to PUT the file to", body = CreatedUpload)))]
 pub async fn create_upload(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -437,19 +502,27 @@ pub async fn create_upload(
 }
 
 /// `POST /videos/{id}/complete`: `{"parts": [{"part_number", "etag"}]}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Completion {
     parts: Vec<PartEtag>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartEtag {
     part_number: u32,
     etag: String,
 }
 
+/// Finishes a direct upload once every part is stored.
+#[utoipa::path(post, path = "/api/v1/videos/{id}/complete", tag = "videos", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The video's id")), request_body = Completion,
+    responses(
+        (status = 202, description = "Stored; processing is queued", body = UploadAccepted,
+            headers(("Location" = String, description = "The video's URL"))),
+        (status = 409, description = "The upload is not in a state to complete", body = ErrorBody),
+    ))]
 pub async fn complete_upload(
     me: Authenticated,
     clients: web::Data<Clients>,

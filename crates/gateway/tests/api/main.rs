@@ -9,6 +9,7 @@ mod hardening;
 mod health;
 mod logs;
 mod metrics;
+mod openapi;
 mod payments;
 mod profiling;
 mod reliability;
