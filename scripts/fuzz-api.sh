@@ -35,6 +35,8 @@
 #   FUZZ_REQUEST_TIMEOUT  --request-timeout in seconds (default 10)
 #   FUZZ_TOKEN_REFRESH_SECS  log in again after this many seconds (default 600)
 #   FUZZ_VALIDATE_SPEC  0 skips step 2 (default 1)
+#   FUZZ_PROMOTE_DATABASE_URL  the stack's Postgres: the fuzzing user is made an administrator
+#                    there, so the /admin routes are fuzzed too (default: not set)
 #   FUZZ_EXTRA_ARGS  more schemathesis arguments, split on spaces
 set -euo pipefail
 
@@ -159,6 +161,17 @@ export FUZZ_USERNAME FUZZ_PASSWORD
 body="$("$PY" -c 'import json, os; print(json.dumps({"email": os.environ["FUZZ_USERNAME"].lower() + "@example.com", "username": os.environ["FUZZ_USERNAME"], "password": os.environ["FUZZ_PASSWORD"], "display_name": "Fuzz Tester"}))')"
 status="$(printf '%s' "$body" | post_json /api/v1/auth/register)" || die "POST /api/v1/auth/register: no answer"
 [ "$status" = "201" ] || die "registering ${FUZZ_USERNAME} answered ${status}: $(head -c 300 "${WORK}/response")"
+
+# With the stack's database at hand, the fuzzing user is made an administrator (as
+# `make seed` does its admin), so the /admin routes are fuzzed past their 403. The role is in
+# the access token, so this comes before the login.
+if [ -n "${FUZZ_PROMOTE_DATABASE_URL:-}" ]; then
+  # From stdin: psql expands :'username' (quoted) there, never in -c.
+  psql "$FUZZ_PROMOTE_DATABASE_URL" -qtA -v ON_ERROR_STOP=1 -v username="$FUZZ_USERNAME" >/dev/null \
+    <<<"UPDATE users.users SET role = 'admin' WHERE username = :'username';" \
+    || die "could not make ${FUZZ_USERNAME} an administrator"
+  say "${FUZZ_USERNAME} is an administrator"
+fi
 
 body="$("$PY" -c 'import json, os; print(json.dumps({"login": os.environ["FUZZ_USERNAME"], "password": os.environ["FUZZ_PASSWORD"]}))')"
 status="$(printf '%s' "$body" | post_json /api/v1/auth/login)" || die "POST /api/v1/auth/login: no answer"

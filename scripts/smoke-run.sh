@@ -24,6 +24,10 @@ rm -rf "${ROOT}/.run"
 # Default settings mean the development keys; the stack and `check-deploy.py --live`'s
 # `<binary> healthcheck` runs both load them, and refuse them without this.
 export SOCIALFLOW__AUTH__ALLOW_DEVELOPMENT_KEY=true
+# Contract fuzzing (below) registers, logs in and calls thousands of times from one address.
+for class in LOGIN REGISTER ANONYMOUS AUTHENTICATED; do
+  export "SOCIALFLOW__RATE_LIMIT__${class}__PER_MINUTE=1000000" "SOCIALFLOW__RATE_LIMIT__${class}__BURST=1000000"
+done
 # Its own database, dropped at the end: the smoke run leaves nothing behind.
 PG="${SOCIALFLOW_TEST_PG:-postgres://postgres@127.0.0.1:5432/postgres}"
 SMOKE_DB="sf_smoke_$(date +%s)_$$"
@@ -86,6 +90,17 @@ if curl -fs http://127.0.0.1:9000/metrics | grep -E '[0-9a-f]{8}-[0-9a-f]{4}-[0-
   fail "an id appears in the gateway's metrics"
 fi
 say "every process's /metrics passes promtool and has its RED metrics"
+
+# Contract fuzzing: schemathesis generates requests from the served OpenAPI document (valid
+# and invalid ones) and checks every answer against it: no 5xx, only documented statuses,
+# content types, headers and bodies. `make fuzz` runs it with more examples.
+FUZZ_EXAMPLES="${SMOKE_FUZZ_EXAMPLES:-200}"
+if [ "$FUZZ_EXAMPLES" != 0 ]; then
+  say "contract fuzzing with schemathesis: ${FUZZ_EXAMPLES} examples per operation"
+  FUZZ_RATE_LIMIT=none FUZZ_WORKERS="${FUZZ_WORKERS:-2}" FUZZ_PROMOTE_DATABASE_URL="$SOCIALFLOW__DATABASE__URL" \
+    "${ROOT}/scripts/fuzz-api.sh" http://127.0.0.1:8000 "$FUZZ_EXAMPLES" \
+    || fail "schemathesis found answers that break the OpenAPI document (target/fuzz/junit.xml)"
+fi
 
 # --live also matches Grafana's log → trace link (the Loki datasource's derived field) against
 # the lines the processes just wrote to .run/logs: real lines, with this run's trace ids.

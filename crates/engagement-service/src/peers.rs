@@ -2,6 +2,9 @@
 //! never one per item, each made as the caller so visibility is decided where the videos
 //! live.
 
+use std::sync::Arc;
+
+use platform::retry::{RetryBudget, idempotent};
 use std::collections::HashMap;
 
 use platform::grpc::TracedChannel;
@@ -64,10 +67,14 @@ fn author(p: Profile) -> Option<(Uuid, Author)> {
     ))
 }
 
+/// user-service and video-service, as engagement-service reads them. Every call here is
+/// a read: one that found its peer UNAVAILABLE is retried within the process's retry
+/// budget (`platform::retry`).
 #[derive(Clone)]
 pub struct Peers {
     users: UserServiceClient<TracedChannel>,
     videos: VideoServiceClient<TracedChannel>,
+    retries: Arc<RetryBudget>,
 }
 
 impl Peers {
@@ -75,6 +82,7 @@ impl Peers {
         Self {
             users: UserServiceClient::new(users),
             videos: VideoServiceClient::new(videos),
+            retries: Arc::new(RetryBudget::default()),
         }
     }
 
@@ -83,14 +91,15 @@ impl Peers {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let reply = self
-            .users
-            .clone()
-            .batch_get_profiles(BatchGetProfilesRequest {
+        let reply = idempotent(&self.retries, USERS, || {
+            let mut users = self.users.clone();
+            let request = BatchGetProfilesRequest {
                 ids: ids.iter().map(Uuid::to_string).collect(),
-            })
-            .await
-            .map_err(|s| EngagementError::upstream(USERS, &s))?;
+            };
+            async move { users.batch_get_profiles(request).await }
+        })
+        .await
+        .map_err(|s| EngagementError::upstream(USERS, &s))?;
         Ok(reply
             .into_inner()
             .profiles
@@ -101,15 +110,16 @@ impl Peers {
 
     /// Everyone `user` follows (up to user-service's bound), with their names.
     pub async fn following(&self, user: Uuid) -> Result<Vec<(Uuid, Author)>, EngagementError> {
-        let reply = self
-            .users
-            .clone()
-            .list_all_following(ListAllFollowingRequest {
+        let reply = idempotent(&self.retries, USERS, || {
+            let mut users = self.users.clone();
+            let request = ListAllFollowingRequest {
                 user_id: user.to_string(),
                 limit: 0,
-            })
-            .await
-            .map_err(|s| EngagementError::upstream(USERS, &s))?;
+            };
+            async move { users.list_all_following(request).await }
+        })
+        .await
+        .map_err(|s| EngagementError::upstream(USERS, &s))?;
         Ok(reply
             .into_inner()
             .followees
@@ -137,14 +147,15 @@ impl Peers {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let reply = self
-            .videos
-            .clone()
-            .batch_get_videos(caller.attach(BatchGetVideosRequest {
+        let reply = idempotent(&self.retries, VIDEOS, || {
+            let mut videos = self.videos.clone();
+            let request = caller.attach(BatchGetVideosRequest {
                 ids: ids.iter().map(Uuid::to_string).collect(),
-            }))
-            .await
-            .map_err(|s| EngagementError::upstream(VIDEOS, &s))?;
+            });
+            async move { videos.batch_get_videos(request).await }
+        })
+        .await
+        .map_err(|s| EngagementError::upstream(VIDEOS, &s))?;
         Ok(reply
             .into_inner()
             .videos
@@ -174,19 +185,20 @@ impl Peers {
         if owners.is_empty() {
             return Ok((Vec::new(), HashMap::new()));
         }
-        let reply = self
-            .videos
-            .clone()
-            .list_feed_videos(caller.attach(ListFeedVideosRequest {
+        let reply = idempotent(&self.retries, VIDEOS, || {
+            let mut videos = self.videos.clone();
+            let request = caller.attach(ListFeedVideosRequest {
                 owner_ids: owners.iter().map(Uuid::to_string).collect(),
                 before_created_at: before.map(|c| proto::serde_ext::to_timestamp(c.created_at)),
                 before_id: before.map(|c| c.id.to_string()).unwrap_or_default(),
                 limit,
                 shared_ids: shared.iter().map(Uuid::to_string).collect(),
-            }))
-            .await
-            .map_err(|s| EngagementError::upstream(VIDEOS, &s))?
-            .into_inner();
+            });
+            async move { videos.list_feed_videos(request).await }
+        })
+        .await
+        .map_err(|s| EngagementError::upstream(VIDEOS, &s))?
+        .into_inner();
         Ok((
             reply.videos,
             reply

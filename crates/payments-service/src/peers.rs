@@ -1,6 +1,9 @@
 //! video-service and engagement-service, as payments uses them: who owns a video (in
 //! batches of 100), and every video's engagement totals (in pages of 500).
 
+use std::sync::Arc;
+
+use platform::retry::{RetryBudget, idempotent};
 use std::collections::HashMap;
 
 use platform::grpc::TracedChannel;
@@ -15,10 +18,13 @@ use crate::error::PaymentsError;
 /// Ids one BatchGetVideos call takes.
 const BATCH: usize = 100;
 
+/// video-service and engagement-service, as payments-service reads them; a read that found
+/// its peer UNAVAILABLE is retried within the process's retry budget (`platform::retry`).
 #[derive(Clone)]
 pub struct Peers {
     videos: VideoServiceClient<TracedChannel>,
     engagement: EngagementServiceClient<TracedChannel>,
+    retries: Arc<RetryBudget>,
 }
 
 impl Peers {
@@ -26,6 +32,7 @@ impl Peers {
         Self {
             videos: VideoServiceClient::new(videos),
             engagement: EngagementServiceClient::new(engagement),
+            retries: Arc::new(RetryBudget::default()),
         }
     }
 
@@ -34,14 +41,15 @@ impl Peers {
     pub async fn owners(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Uuid>, PaymentsError> {
         let mut owners = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH) {
-            let reply = self
-                .videos
-                .clone()
-                .batch_get_videos(BatchGetVideosRequest {
+            let reply = idempotent(&self.retries, "video-service", || {
+                let mut videos = self.videos.clone();
+                let request = BatchGetVideosRequest {
                     ids: chunk.iter().map(Uuid::to_string).collect(),
-                })
-                .await
-                .map_err(PaymentsError::Upstream)?;
+                };
+                async move { videos.batch_get_videos(request).await }
+            })
+            .await
+            .map_err(PaymentsError::Upstream)?;
             for video in reply.into_inner().videos {
                 if let (Ok(id), Ok(owner)) =
                     (Uuid::parse_str(&video.id), Uuid::parse_str(&video.owner_id))
@@ -58,16 +66,17 @@ impl Peers {
         let mut totals = Vec::new();
         let mut token = String::new();
         loop {
-            let reply = self
-                .engagement
-                .clone()
-                .list_video_totals(ListVideoTotalsRequest {
+            let reply = idempotent(&self.retries, "engagement-service", || {
+                let mut engagement = self.engagement.clone();
+                let request = ListVideoTotalsRequest {
                     page_size: 500,
-                    page_token: token,
-                })
-                .await
-                .map_err(PaymentsError::Upstream)?
-                .into_inner();
+                    page_token: token.clone(),
+                };
+                async move { engagement.list_video_totals(request).await }
+            })
+            .await
+            .map_err(PaymentsError::Upstream)?
+            .into_inner();
             for v in reply.videos {
                 if let Ok(id) = Uuid::parse_str(&v.video_id) {
                     totals.push((

@@ -296,12 +296,22 @@ impl DbError {
 
 impl From<DbError> for tonic::Status {
     fn from(e: DbError) -> Self {
-        // The full chain goes to the log once; clients get a generic message and the
-        // request id to quote.
-        tracing::error!(error = %e.source_or_self(), "database failure");
         let request_id = telemetry::RequestContext::current()
             .map(|c| c.request_id().to_owned())
             .unwrap_or_default();
+        // Text with a NUL character: Postgres cannot store it (`22021`). The client's
+        // fault, whichever field it was in.
+        if let DbError::Query(q) = &e
+            && q.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE)
+        {
+            tracing::warn!(client_error = true, error = %e.source_or_self(), "text the database cannot store");
+            return tonic::Status::invalid_argument(
+                "text must not contain NUL (U+0000) characters",
+            );
+        }
+        // The full chain goes to the log once; clients get a generic message and the
+        // request id to quote.
+        tracing::error!(error = %e.source_or_self(), "database failure");
         match e {
             DbError::Pool(_) => tonic::Status::unavailable(format!(
                 "the database is unavailable; try again (request {request_id})"

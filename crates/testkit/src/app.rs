@@ -96,6 +96,8 @@ pub struct TestApp {
     /// The `auth.jwt_secret` access tokens are signed with.
     pub jwt_secret: String,
     running: HashMap<ServiceName, Running>,
+    /// Every setting the processes were given, as `SOCIALFLOW__…` variables.
+    settings: HashMap<String, String>,
 }
 
 fn listener() -> std::net::TcpListener {
@@ -341,6 +343,7 @@ impl TestApp {
                 .cloned()
                 .unwrap_or(jwt_secret),
             running,
+            settings: sources.env.clone(),
         };
         for name in ServiceName::ALL {
             if app.running.contains_key(&name) {
@@ -362,6 +365,12 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("{name:?} never became ready");
+    }
+
+    /// The settings of this app's processes, as environment variables: for starting a
+    /// binary that joins them ([`crate::process::ServiceProcess`]).
+    pub fn settings_env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     pub fn gateway_url(&self) -> String {
@@ -387,12 +396,24 @@ impl TestApp {
         tonic::transport::Channel,
         impl tonic::service::Interceptor + Clone + use<>,
     > {
-        let channel =
-            tonic::transport::Channel::from_shared(format!("http://{}", self.api_addr(name)))
-                .expect("url")
-                .connect()
-                .await
-                .expect("connect");
+        self.channel_at(self.api_addr(name), caller).await
+    }
+
+    /// A gRPC channel to the service at `addr` (one of [`crate::process::ServiceProcess`],
+    /// say), with the identity of `caller`.
+    pub async fn channel_at(
+        &self,
+        addr: SocketAddr,
+        caller: platform::identity::Caller,
+    ) -> tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        impl tonic::service::Interceptor + Clone + use<>,
+    > {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect");
         let token = self.identity.sign(caller);
         tonic::service::interceptor::InterceptedService::new(
             channel,

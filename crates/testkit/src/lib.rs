@@ -11,6 +11,7 @@ mod app;
 mod collector;
 mod logs;
 mod postgres;
+pub mod process;
 mod proxy;
 mod s3;
 

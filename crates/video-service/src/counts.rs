@@ -2,33 +2,45 @@
 //! them when the video is deleted.
 
 use platform::grpc::TracedChannel;
+use platform::retry::{RetryBudget, idempotent};
 use proto::common::v1::VideoStats;
 use proto::engagement::v1::engagement_service_client::EngagementServiceClient;
 use proto::engagement::v1::{
     BatchGetVideoStatsRequest, DeleteVideoStatsRequest, GetVideoStatsRequest,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
+/// Reads that found engagement-service UNAVAILABLE are retried within the process's retry
+/// budget (`platform::retry`); forgetting is not a read and is not retried here.
 #[derive(Clone)]
-pub struct Counts(EngagementServiceClient<TracedChannel>);
+pub struct Counts {
+    client: EngagementServiceClient<TracedChannel>,
+    retries: Arc<RetryBudget>,
+}
+
+const ENGAGEMENT: &str = "engagement-service";
 
 impl Counts {
     pub fn new(channel: TracedChannel) -> Self {
-        Self(EngagementServiceClient::new(channel))
+        Self {
+            client: EngagementServiceClient::new(channel),
+            retries: Arc::new(RetryBudget::default()),
+        }
     }
 
     /// A video's counts; `None` when engagement-service could not say (the video is still
     /// shown, without them, rather than failing the whole page).
     pub async fn of(&self, video: Uuid) -> Option<VideoStats> {
-        match self
-            .0
-            .clone()
-            .get_video_stats(GetVideoStatsRequest {
+        let read = idempotent(&self.retries, ENGAGEMENT, || {
+            let mut client = self.client.clone();
+            let request = GetVideoStatsRequest {
                 video_id: video.to_string(),
-            })
-            .await
-        {
+            };
+            async move { client.get_video_stats(request).await }
+        });
+        match read.await {
             Ok(response) => response.into_inner().stats,
             Err(status) => {
                 tracing::warn!(video_id = %video, code = ?status.code(), error = status.message(), "video counts unavailable");
@@ -43,14 +55,14 @@ impl Counts {
         if videos.is_empty() {
             return HashMap::new();
         }
-        match self
-            .0
-            .clone()
-            .batch_get_video_stats(BatchGetVideoStatsRequest {
+        let read = idempotent(&self.retries, ENGAGEMENT, || {
+            let mut client = self.client.clone();
+            let request = BatchGetVideoStatsRequest {
                 video_ids: videos.iter().map(Uuid::to_string).collect(),
-            })
-            .await
-        {
+            };
+            async move { client.batch_get_video_stats(request).await }
+        });
+        match read.await {
             Ok(response) => response.into_inner().stats,
             Err(status) => {
                 tracing::warn!(videos = videos.len(), code = ?status.code(), error = status.message(), "video counts unavailable");
@@ -61,7 +73,7 @@ impl Counts {
 
     /// Forgets a deleted video's counts.
     pub async fn forget(&self, video: Uuid) -> Result<(), String> {
-        self.0
+        self.client
             .clone()
             .delete_video_stats(DeleteVideoStatsRequest {
                 video_id: video.to_string(),

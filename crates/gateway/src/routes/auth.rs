@@ -14,9 +14,15 @@ const USERS: &str = "user-service";
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    /// Letters, digits and underscores.
+    #[schema(pattern = "^[A-Za-z0-9_]{3,30}$")]
     username: String,
+    /// 10 to 128 characters, not a common password, not the username.
+    #[schema(min_length = 10, max_length = 128)]
     password: String,
+    #[schema(min_length = 1, max_length = 64)]
     display_name: String,
 }
 
@@ -24,7 +30,9 @@ pub struct Registration {
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Email or username.
+    #[schema(max_length = 254)]
     login: String,
+    #[schema(max_length = 1024)]
     password: String,
 }
 
@@ -90,7 +98,10 @@ pub async fn register(
 
 /// Signs in with an email or username and a password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, description = "A new token pair", body = TokensJson)))]
+    responses(
+        (status = 200, description = "A new token pair", body = TokensJson),
+        (status = 401, description = "Wrong login or password, or the account is locked", body = ErrorBody),
+    ))]
 pub async fn login(
     req: HttpRequest,
     clients: web::Data<Clients>,
@@ -127,7 +138,10 @@ pub async fn login(
 
 /// Trades a refresh token for a new pair (the old one is spent; reusing it revokes its family).
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshToken,
-    responses((status = 200, description = "A new token pair", body = TokensJson)))]
+    responses(
+        (status = 200, description = "A new token pair", body = TokensJson),
+        (status = 401, description = "The refresh token is invalid, expired or spent", body = ErrorBody),
+    ))]
 pub async fn refresh(
     clients: web::Data<Clients>,
     body: web::Json<RefreshToken>,
@@ -146,7 +160,10 @@ pub async fn refresh(
 
 /// Revokes a refresh token's family.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = RefreshToken,
-    responses((status = 204, description = "Signed out")))]
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "The refresh token is invalid or expired", body = ErrorBody),
+    ))]
 pub async fn logout(
     clients: web::Data<Clients>,
     body: web::Json<RefreshToken>,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::{PageParams, page_error, parse_id};
 use crate::Clients;
 use crate::edge::{Authenticated, Viewer, client_ip};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 const ENGAGEMENT: &str = "engagement-service";
 
@@ -414,7 +414,11 @@ pub struct NewPost {
 
 /// Posts a text, optionally about a video.
 #[utoipa::path(post, path = "/api/v1/posts", tag = "engagement", security(("bearer" = [])),
-    request_body = NewPost, responses((status = 201, description = "The post", body = Post)))]
+    request_body = NewPost,
+    responses(
+        (status = 201, description = "The post", body = Post),
+        (status = 404, description = "No such video, or none the caller may see", body = ErrorBody),
+    ))]
 pub async fn create_post(
     me: Authenticated,
     clients: web::Data<Clients>,

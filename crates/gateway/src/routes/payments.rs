@@ -102,6 +102,7 @@ pub struct NewSubscription {
     params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = NewSubscription,
     responses(
         (status = 201, description = "Subscribed and charged", body = Subscription),
+        (status = 404, description = "No such plan", body = ErrorBody),
         (status = 402, description = "The card was declined", body = ErrorBody),
         (status = 409, description = "Already subscribed, or the key is in use by a call in flight", body = ErrorBody),
         (status = 422, description = "The key was used for another request", body = ErrorBody),
@@ -132,7 +133,10 @@ pub async fn subscribe(
 }
 
 #[utoipa::path(get, path = "/api/v1/me/subscription", tag = "payments", security(("bearer" = [])),
-    responses((status = 200, description = "The caller's subscription", body = Subscription)))]
+    responses(
+        (status = 200, description = "The caller's subscription", body = Subscription),
+        (status = 404, description = "The caller has no subscription", body = ErrorBody),
+    ))]
 pub async fn my_subscription(
     me: Authenticated,
     clients: web::Data<Clients>,
@@ -152,6 +156,7 @@ pub async fn my_subscription(
     params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")),
     responses(
         (status = 200, description = "Canceled at the end of the paid period", body = Subscription),
+        (status = 404, description = "The caller has no subscription", body = ErrorBody),
         (status = 409, description = "The key is in use by a call in flight", body = ErrorBody),
         (status = 422, description = "The key was used for another request", body = ErrorBody),
     ))]
@@ -231,6 +236,7 @@ pub struct AdBatch {
     params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = AdBatch,
     responses(
         (status = 201, description = "Booked", body = IngestAdRevenueResponse),
+        (status = 404, description = "An event names a video that does not exist", body = ErrorBody),
         (status = 409, description = "The key is in use by a call in flight", body = ErrorBody),
         (status = 422, description = "The key was used for another request", body = ErrorBody),
     ))]
@@ -315,6 +321,7 @@ pub struct TransferJson {
     params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, description = "Names the operation: a retry with the same key and request gets the first answer")), request_body = TransferJson,
     responses(
         (status = 201, description = "Booked", body = TransferResponse),
+        (status = 404, description = "No such account", body = ErrorBody),
         (status = 409, description = "Insufficient funds, or the key is in use by a call in flight", body = ErrorBody),
         (status = 422, description = "The key was used for another request", body = ErrorBody),
     ))]

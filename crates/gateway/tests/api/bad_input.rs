@@ -173,3 +173,61 @@ async fn routes_that_carry_credentials_take_smaller_bodies_than_the_rest() {
         .expect("gateway answers");
     assert_error(response, 400, "bio").await;
 }
+
+/// Postgres cannot store U+0000 in text: every field that reaches it refuses it with a 400
+/// (found by contract fuzzing: a NUL in a login was a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_in_any_text_is_a_400_never_a_500() {
+    let app = TestApp::spawn().await;
+    let account = crate::support::register(&app, "nul_tester").await;
+    let token = crate::support::access_token(&app, &account).await;
+    let video = app.insert_video("Nul", "ready").await;
+    let nul = "a\u{0}b";
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({ "login": nul, "password": "whatever-1234" }),
+        )
+        .await;
+    assert_error(login, 400, "NUL").await;
+    let register = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({ "email": format!("{nul}@example.com"), "username": "nul_user", "password": "a-long-passphrase-9", "display_name": "N" }),
+        )
+        .await;
+    assert_eq!(register.status(), 400);
+    for (method, path, body) in [
+        (
+            reqwest::Method::PATCH,
+            "/api/v1/me".to_owned(),
+            json!({ "bio": nul }),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/posts".to_owned(),
+            json!({ "text": nul }),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/videos/{video}/comments"),
+            json!({ "text": nul }),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/api/v1/videos/{video}"),
+            json!({ "title": nul }),
+        ),
+    ] {
+        let response = crate::support::authed(&app, method.clone(), &path, &token)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = response.status().as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path} answered {status}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ mod health;
 mod logs;
 mod metrics;
 mod openapi;
+mod outages;
 mod payments;
 mod profiling;
 mod reliability;

@@ -323,6 +323,55 @@ async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
     assert!(ok >= 60, "most reads answered: {ok}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_retries_its_unavailable_reads_of_another_within_the_budget() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__GRPC_CLIENT__BREAKER__MIN_CALLS", "100000")
+        .spawn()
+        .await;
+    let video = app.insert_video("Counted", "ready").await;
+    // video-service asks engagement-service for the counts of every video it serves.
+    let response = app
+        .http
+        .put(format!(
+            "{}/admin/faults/GetVideoStats",
+            app.admin_url(ServiceName::Engagement)
+        ))
+        .json(&json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 0.3 }))
+        .send()
+        .await
+        .expect("admin answers");
+    assert!(response.status().is_success());
+    let calls = 100;
+    let mut counted = 0;
+    for _ in 0..calls {
+        let response = app.get(&format!("/api/v1/videos/{video}")).await;
+        assert_eq!(response.status(), 200, "counts missing never fail the read");
+        let body: Value = response.json().await.expect("JSON");
+        counted += usize::from(body["stats"].is_object());
+    }
+    let exposition = support::metrics(&app).await;
+    let retried = support::metric_value(
+        &exposition,
+        r#"grpc_client_retries_total{upstream="engagement-service",outcome="retried"}"#,
+    );
+    let attempts = support::metric_value(
+        &exposition,
+        r#"grpc_client_handled_total{grpc_service="socialflow.engagement.v1.EngagementService",grpc_method="GetVideoStats"}"#,
+    );
+    assert!(retried >= 1.0, "video-service retried some reads");
+    assert!(
+        retried <= calls as f64 * 0.1,
+        "extra attempts ≤ 10%: {retried}"
+    );
+    assert_eq!(
+        attempts,
+        calls as f64 + retried,
+        "each retry is one more attempt"
+    );
+    assert!(counted >= 60, "most reads had their counts: {counted}");
+}
+
 /// Redis unreachable for 30 s under load: reads and logins keep working, rate limiting
 /// keeps limiting (in process), and the gateway is back on Redis within 5 s of its return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
