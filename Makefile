@@ -2,7 +2,7 @@
 SHELL := bash
 CARGO ?= cargo
 
-.PHONY: bench run test seed lint fmt fmt-check clippy build deps unit smoke monitoring drill help up down down-volumes images chart-rules deploy-check deploy-check-live
+.PHONY: bench run test test-faults fuzz seed lint fmt fmt-check clippy build deps unit smoke monitoring drill help up down down-volumes images chart-rules deploy-check deploy-check-live
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -10,14 +10,23 @@ help: ## list the targets
 run: ## build and start the whole stack locally (Ctrl-C stops it)
 	@scripts/dev-stack.sh
 
-test: deps unit monitoring deploy-check smoke drill ## run every test: workspace, monitoring and deploy checks, then the real stack end to end
+test: deps unit test-faults monitoring deploy-check smoke drill ## run every test: workspace, fault tests, monitoring and deploy checks, then the real stack end to end (with contract fuzzing)
 
-unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one process per test
+# The long fault tests: processes stopped under load, dependencies gone for seconds.
+FAULT_TESTS := binary(api) & (test(/^reliability::/) | test(/^shutdown::/) | test(/^outages::/))
+
+unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one process per test; the fault tests are `make test-faults`
 	@if command -v cargo-nextest >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace; \
+		$(CARGO) nextest run --workspace -E 'not ($(FAULT_TESTS))'; \
 	else \
 		$(CARGO) test --workspace --all-targets --no-fail-fast -- --test-threads=1; \
 	fi
+
+test-faults: ## fault tests under load: SIGTERM to every process, Postgres stopped and started, Redis gone 30 s, deadlines, breakers, retries, shedding at 2x saturation
+	$(CARGO) nextest run --workspace -E '$(FAULT_TESTS)'
+
+fuzz: ## the smoke run with longer contract fuzzing (schemathesis, 1000 examples per operation)
+	SMOKE_FUZZ_EXAMPLES=1000 scripts/smoke-run.sh
 
 smoke: ## start the real binaries as `make run` does and check them from outside
 	scripts/smoke-run.sh

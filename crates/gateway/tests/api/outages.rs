@@ -169,8 +169,11 @@ async fn sigterm_to_each_service_under_load_fails_no_accepted_call_and_exits_0()
 struct Sample {
     due: Duration,
     took: Duration,
+    /// From the moment it was sent (`took` counts from when it was due).
+    answered_in: Duration,
     status: Option<u16>,
     code: String,
+    retry_after: bool,
 }
 
 /// `rate` requests per second of `GET url` from `start` until `stop`, each sent when due
@@ -194,23 +197,27 @@ fn open_loop(
             let due = tick.tick().await.into_std();
             let (http, url) = (http.clone(), url.clone());
             requests.push(tokio::spawn(async move {
-                let (status, code) = match http.get(&url).send().await {
+                let sent = Instant::now();
+                let (status, code, retry_after) = match http.get(&url).send().await {
                     Ok(response) => {
                         let status = response.status().as_u16();
+                        let retry_after = response.headers().contains_key("retry-after");
                         let body: Value = response.json().await.unwrap_or(Value::Null);
                         let code = body["error"]["code"]
                             .as_str()
                             .unwrap_or_default()
                             .to_owned();
-                        (Some(status), code)
+                        (Some(status), code, retry_after)
                     }
-                    Err(_) => (None, String::new()),
+                    Err(_) => (None, String::new(), false),
                 };
                 Sample {
                     due: due - start,
                     took: due.elapsed(),
+                    answered_in: sent.elapsed(),
                     status,
                     code,
+                    retry_after,
                 }
             }));
         }
@@ -318,5 +325,89 @@ async fn postgres_stopped_and_started_under_load_fails_fast_and_recovers_within_
     assert!(
         last_second as f64 >= 0.95 * f64::from(RATE),
         "{last_second} successes in the sixth second after recovery at {RATE}/s offered"
+    );
+}
+
+/// The `q` quantile of `values` (sorted here).
+fn quantile(mut values: Vec<Duration>, q: f64) -> Duration {
+    values.sort();
+    let index = ((values.len() as f64 - 1.0) * q).round() as usize;
+    values.get(index).copied().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_twice_the_measured_saturation_rate_the_excess_is_shed_with_fast_503s() {
+    const IN_FLIGHT: usize = 16;
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__HTTP__MAX_IN_FLIGHT", &IN_FLIGHT.to_string())
+        .spawn()
+        .await;
+    let video = app.insert_video("Popular", "ready").await;
+    let url = format!("{}/api/v1/videos/{video}", app.gateway_url());
+
+    // Saturation: as many clients as the gateway admits at once, each asking again as soon
+    // as it has an answer, for 2 s.
+    let measuring = Duration::from_secs(2);
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..IN_FLIGHT {
+        let (http, url) = (app.http.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            let mut served = 0u32;
+            while started.elapsed() < measuring {
+                let response = http.get(&url).send().await.expect("answer");
+                served += u32::from(response.status() == 200);
+            }
+            served
+        }));
+    }
+    let mut served = 0;
+    for client in clients {
+        served += client.await.expect("client");
+    }
+    let saturation = (f64::from(served) / started.elapsed().as_secs_f64()).max(10.0);
+
+    // Twice that, offered at a fixed rate for 3 s.
+    let rate = (2.0 * saturation) as u32;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = open_loop(url, rate, Instant::now(), stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let samples = load.await.expect("load");
+
+    let (mut admitted, mut shed) = (Vec::new(), Vec::new());
+    for s in &samples {
+        match s.status {
+            Some(200) => admitted.push(s.answered_in),
+            Some(503) => {
+                assert_eq!(s.code, "overloaded", "a 503 that is not shedding");
+                assert!(s.retry_after, "a shed request without Retry-After");
+                shed.push(s.answered_in);
+            }
+            other => panic!("{other:?} ({}) under overload", s.code),
+        }
+    }
+    let (admitted_p50, shed_p50, shed_p99) = (
+        quantile(admitted.clone(), 0.5),
+        quantile(shed.clone(), 0.5),
+        quantile(shed.clone(), 0.99),
+    );
+    eprintln!(
+        "saturation {saturation:.0}/s; at {rate}/s: {} admitted (p50 {admitted_p50:?}), {} shed (p50 {shed_p50:?}, p99 {shed_p99:?})",
+        admitted.len(),
+        shed.len()
+    );
+    assert!(
+        !shed.is_empty(),
+        "twice the saturation rate was shed in part"
+    );
+    assert!(
+        admitted.len() as f64 >= saturation,
+        "the gateway kept serving"
+    );
+    // Shedding costs no call to anything: it answers before the admitted requests do.
+    assert!(
+        shed_p50 < admitted_p50,
+        "shed answers are fast: p50 {shed_p50:?} vs {admitted_p50:?} admitted"
     );
 }

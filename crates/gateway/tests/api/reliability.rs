@@ -119,6 +119,26 @@ async fn a_persistently_slow_dependency_opens_its_breaker_and_answers_fail_fast(
         took < Duration::from_millis(100),
         "fail fast, took {took:?}"
     );
+    // Failing fast means not calling: while open, engagement-service sees none of them.
+    let handled = r#"grpc_server_handled_total{grpc_service="socialflow.engagement.v1.EngagementService",grpc_method="GetTrending"}"#;
+    let before = support::metric(&app, handled).await;
+    let mut answered_in = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let response = app.get("/api/v1/videos/trending").await;
+        answered_in.push(started.elapsed());
+        assert_eq!(response.status(), 503);
+    }
+    assert_eq!(
+        support::metric(&app, handled).await,
+        before,
+        "an open breaker calls nothing"
+    );
+    answered_in.sort();
+    eprintln!(
+        "fail-fast answers: p50 {:?}, max {:?}",
+        answered_in[10], answered_in[19]
+    );
     assert_eq!(
         support::metric(
             &app,
