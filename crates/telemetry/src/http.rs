@@ -325,6 +325,50 @@ fn http_error_label(status: u16) -> &'static str {
         .map_or("http_other", String::as_str)
 }
 
+/// The RED series of one (method, endpoint, status): looked up in the registry once per
+/// thread, then only updated (a lookup builds and hashes the labels every time).
+#[derive(Clone)]
+struct Handles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+    request_size: metrics::Histogram,
+    response_size: metrics::Histogram,
+}
+
+impl Handles {
+    fn new(method: &'static str, endpoint: &'static str, status: u16) -> Self {
+        Self {
+            requests: metrics::counter!(
+                m::HTTP_REQUESTS_TOTAL,
+                "method" => method,
+                "endpoint" => endpoint,
+                "status_code" => status_label(status)
+            ),
+            duration: metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "endpoint" => endpoint),
+            request_size: metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method, "endpoint" => endpoint),
+            response_size: metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint),
+        }
+    }
+
+    /// This thread's handles of the series. Keys are the labels' addresses (both are
+    /// `'static` and interned) and the status: a bounded set, like the series themselves.
+    fn of(method: &'static str, endpoint: &'static str, status: u16) -> Self {
+        use std::cell::RefCell;
+        use std::collections::HashMap;
+        thread_local! {
+            static CACHE: RefCell<HashMap<(usize, usize, u16), Handles>> = RefCell::default();
+        }
+        let key = (method.as_ptr() as usize, endpoint.as_ptr() as usize, status);
+        CACHE.with(|cache| {
+            cache
+                .borrow_mut()
+                .entry(key)
+                .or_insert_with(|| Self::new(method, endpoint, status))
+                .clone()
+        })
+    }
+}
+
 fn record(
     method: &'static str,
     route: &str,
@@ -335,20 +379,12 @@ fn record(
     error_kind: Option<ErrorKind>,
 ) {
     let endpoint = interned(route);
-    metrics::counter!(
-        m::HTTP_REQUESTS_TOTAL,
-        "method" => method,
-        "endpoint" => endpoint,
-        "status_code" => status_label(status)
-    )
-    .increment(1);
-    metrics::histogram!(m::HTTP_REQUEST_DURATION_SECONDS, "method" => method, "endpoint" => endpoint)
-        .record(elapsed);
-    metrics::histogram!(m::HTTP_REQUEST_SIZE_BYTES, "method" => method, "endpoint" => endpoint)
-        .record(request_size as f64);
+    let handles = Handles::of(method, endpoint, status);
+    handles.requests.increment(1);
+    handles.duration.record(elapsed);
+    handles.request_size.record(request_size as f64);
     if let Some(size) = response_size {
-        metrics::histogram!(m::HTTP_RESPONSE_SIZE_BYTES, "method" => method, "endpoint" => endpoint)
-            .record(size as f64);
+        handles.response_size.record(size as f64);
     }
     if status >= 400 {
         let error_type = error_kind.map_or_else(|| http_error_label(status), |k| k.0);

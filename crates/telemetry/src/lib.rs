@@ -21,6 +21,7 @@ pub mod logs;
 pub mod metrics;
 mod propagation;
 mod settings;
+pub mod stdout;
 pub mod traces;
 
 pub use context::RequestContext;
@@ -83,6 +84,7 @@ impl TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         self.traces.shutdown();
+        stdout::flush();
     }
 }
 
@@ -98,7 +100,12 @@ pub fn init(
     settings: &TelemetrySettings,
     span_targets: &[&str],
 ) -> Result<TelemetryGuard, InitError> {
-    init_with_writer(service_name, settings, span_targets, std::io::stdout)
+    init_with_writer(
+        service_name,
+        settings,
+        span_targets,
+        stdout::NonBlockingStdout::start(),
+    )
 }
 
 /// [`init`] with log lines written to `writer` instead of stdout (tests capture them).

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use opentelemetry::trace::TraceContextExt;
-use serde_json::{Map, Value};
+use std::fmt::Write as _;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -63,6 +63,8 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
+    /// Written straight into the line buffer, field by field: no map, no intermediate
+    /// values (this runs for every request's access log line).
     fn format_event(
         &self,
         _ctx: &FmtContext<'_, S, N>,
@@ -70,56 +72,123 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let meta = event.metadata();
-        let mut fields = Map::new();
-        event.record(&mut JsonVisitor(&mut fields));
-
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            chrono::Utc::now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                .into(),
-        );
-        let client_fault = is_client_fault(meta.target(), *meta.level(), &fields);
-        let level = if client_fault {
-            "warn".to_owned()
-        } else {
-            meta.level().as_str().to_ascii_lowercase()
-        };
-        line.insert("level".into(), level.into());
+        let mut message = MessageVisitor(None);
+        event.record(&mut message);
+        let message = message.0.unwrap_or_default();
+        let client_fault = is_client_fault(meta.target(), *meta.level(), &message);
+        let w = &mut writer;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        w.write_str("{\"timestamp\":\"")?;
+        w.write_str(&now)?;
+        w.write_str("\",\"level\":\"")?;
+        w.write_str(match (client_fault, *meta.level()) {
+            (true, _) | (_, tracing::Level::WARN) => "warn",
+            (_, tracing::Level::ERROR) => "error",
+            (_, tracing::Level::INFO) => "info",
+            (_, tracing::Level::DEBUG) => "debug",
+            (_, tracing::Level::TRACE) => "trace",
+        })?;
+        w.write_char('"')?;
+        let mut written = Written::default();
         if client_fault {
-            line.insert("client_error".into(), true.into());
+            w.write_str(",\"client_error\":true")?;
+            written.client_error = true;
         }
-        line.insert("service".into(), self.service.clone().into());
-        line.insert("version".into(), self.version.clone().into());
-        line.insert("environment".into(), self.environment.clone().into());
-        line.insert(
-            "message".into(),
-            fields.remove("message").unwrap_or_else(|| Value::from("")),
-        );
-        line.insert("target".into(), meta.target().into());
+        string_field(w, "service", &self.service)?;
+        string_field(w, "version", &self.version)?;
+        string_field(w, "environment", &self.environment)?;
+        string_field(w, "message", &message)?;
+        string_field(w, "target", meta.target())?;
 
         // The OpenTelemetry layer activates a span's context when the span is entered, so
         // the current context is the one of the span this event happens in.
         let otel_cx = opentelemetry::Context::current();
         let span_cx = otel_cx.span().span_context().clone();
         if span_cx.is_valid() {
-            line.insert("trace_id".into(), span_cx.trace_id().to_string().into());
-            line.insert("span_id".into(), span_cx.span_id().to_string().into());
+            w.write_str(",\"trace_id\":\"")?;
+            write!(w, "{}", span_cx.trace_id())?;
+            w.write_str("\",\"span_id\":\"")?;
+            write!(w, "{}", span_cx.span_id())?;
+            w.write_char('"')?;
+            written.trace = true;
         }
         if let Some(ctx) = RequestContext::current() {
-            line.insert("request_id".into(), ctx.request_id().into());
-            line.insert("correlation_id".into(), ctx.correlation_id().into());
+            string_field(w, "request_id", ctx.request_id())?;
+            string_field(w, "correlation_id", ctx.correlation_id())?;
+            written.request = true;
             if let Some(user_id) = ctx.user_id() {
-                line.insert("user_id".into(), user_id.into());
+                string_field(w, "user_id", user_id)?;
+                written.user = true;
             }
         }
-        for (key, value) in fields {
-            line.entry(key).or_insert(value);
-        }
+        let mut fields = FieldWriter {
+            out: w,
+            written,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str("}\n")
+    }
+}
 
-        let json = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{json}")
+/// Which of the line's own keys it has: an event field of the same name is left out.
+#[derive(Default)]
+struct Written {
+    client_error: bool,
+    trace: bool,
+    request: bool,
+    user: bool,
+}
+
+impl Written {
+    fn has(&self, key: &str) -> bool {
+        match key {
+            "timestamp" | "level" | "service" | "version" | "environment" | "message"
+            | "target" => true,
+            "client_error" => self.client_error,
+            "trace_id" | "span_id" => self.trace,
+            "request_id" | "correlation_id" => self.request,
+            "user_id" => self.user,
+            _ => false,
+        }
+    }
+}
+
+/// `,"key":"value"` with the value escaped.
+fn string_field(w: &mut impl fmt::Write, key: &str, value: &str) -> fmt::Result {
+    w.write_str(",\"")?;
+    w.write_str(key)?;
+    w.write_str("\":\"")?;
+    Escaped(w).write_str(value)?;
+    w.write_char('"')
+}
+
+/// Writes what it is given as the inside of a JSON string.
+struct Escaped<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut plain = 0;
+        for (i, c) in s.char_indices() {
+            let escape = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if c < ' ' => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{:04x}", u32::from(c))?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            plain = i + c.len_utf8();
+        }
+        self.0.write_str(&s[plain..])
     }
 }
 
@@ -127,58 +196,108 @@ where
 /// body cut short, a client that hung up) at `error`: they are the client's faults, not the
 /// system's, and an error-rate alert on logs would page on every port scanner. Written at
 /// `warn` with `client_error: true` instead.
-fn is_client_fault(target: &str, level: tracing::Level, fields: &Map<String, Value>) -> bool {
+fn is_client_fault(target: &str, level: tracing::Level, message: &str) -> bool {
     level == tracing::Level::ERROR
         && target.starts_with("actix_http::h1")
-        && fields
-            .get("message")
-            .and_then(Value::as_str)
-            .is_some_and(|m| m.starts_with("stream error"))
+        && message.starts_with("stream error")
 }
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+/// The event's `message`, and nothing else.
+struct MessageVisitor(Option<String>);
 
-impl JsonVisitor<'_> {
-    fn put(&mut self, field: &Field, value: Value) {
-        let name = field.name();
-        // `log` crate records arrive through tracing-log with `log.` prefixed fields.
-        let value = if is_sensitive(name) {
-            Value::from(REDACTED)
-        } else {
-            value
-        };
-        self.0.insert(name.to_owned(), value);
-    }
-}
-
-impl Visit for JsonVisitor<'_> {
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, Value::from(value));
-    }
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Value::from(value));
-    }
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, Value::from(value));
-    }
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Value::from(value));
-    }
+impl Visit for MessageVisitor {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::from(value));
-    }
-    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut chain = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
+        if field.name() == "message" {
+            self.0 = Some(value.to_owned());
         }
-        self.put(field, Value::from(chain));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, Value::from(format!("{value:?}")));
+        if field.name() == "message" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+/// Every other field of the event, as `,"name":value`, credentials redacted by name.
+struct FieldWriter<'a, W: fmt::Write> {
+    out: &'a mut W,
+    written: Written,
+    result: fmt::Result,
+}
+
+impl<W: fmt::Write> FieldWriter<'_, W> {
+    /// Writes `,"name":` and then the value with `value`, unless the field is left out.
+    fn put(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
+        let name = field.name();
+        if self.result.is_err() || self.written.has(name) {
+            return;
+        }
+        self.result = (|| {
+            self.out.write_str(",\"")?;
+            Escaped(&mut *self.out).write_str(name)?;
+            self.out.write_str("\":")?;
+            // `log` crate records arrive through tracing-log with `log.` prefixed fields.
+            if is_sensitive(name) {
+                self.out.write_str("\"")?;
+                self.out.write_str(REDACTED)?;
+                self.out.write_str("\"")
+            } else {
+                value(self.out)
+            }
+        })();
+    }
+
+    fn put_text(&mut self, field: &Field, text: impl fmt::Display) {
+        self.put(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{text}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+impl<W: fmt::Write> Visit for FieldWriter<'_, W> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, |w| {
+            if value.is_finite() {
+                write!(w, "{value}")
+            } else {
+                w.write_str("null")
+            }
+        });
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, |w| write!(w, "{value}"));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, |w| write!(w, "{value}"));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, |w| w.write_str(if value { "true" } else { "false" }));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put_text(field, value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.put_text(field, ErrorChain(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put_text(field, format_args!("{value:?}"));
+    }
+}
+
+/// An error and its sources, `: `-separated.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
     }
 }
 
@@ -186,6 +305,7 @@ impl Visit for JsonVisitor<'_> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -267,6 +387,41 @@ mod tests {
         }
         assert_eq!(lines[0]["password"], REDACTED);
         assert_eq!(lines[0]["authorization"], REDACTED);
+    }
+
+    #[test]
+    fn any_text_makes_valid_json_and_the_line_keeps_its_own_keys() {
+        let weird = "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} é ✓";
+        let error = std::io::Error::other("disk \"full\"");
+        let lines = capture(|| {
+            tracing::error!(
+                text = weird,
+                debug = ?weird,
+                ratio = f64::NAN,
+                count = -3_i64,
+                ok = true,
+                error = &error as &(dyn std::error::Error + 'static),
+                service = "spoofed",
+                "message with {} and \"quotes\"",
+                weird
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["text"], weird);
+        assert_eq!(line["debug"], format!("{weird:?}"));
+        assert_eq!(line["ratio"], Value::Null);
+        assert_eq!(line["count"], -3);
+        assert_eq!(line["ok"], true);
+        assert_eq!(line["error"], "disk \"full\"");
+        assert_eq!(
+            line["service"], "video-service",
+            "an event cannot overwrite the line's keys"
+        );
+        assert_eq!(
+            line["message"],
+            format!("message with {weird} and \"quotes\"")
+        );
+        assert_eq!(line["level"], "error");
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub const HTTP_REQUEST_SIZE_BYTES: &str = "http_request_size_bytes";
 pub const HTTP_RESPONSE_SIZE_BYTES: &str = "http_response_size_bytes";
 /// Labels: error_type, endpoint.
 pub const ERRORS_TOTAL: &str = "errors_total";
+/// Log lines dropped because the writer thread fell behind (see `stdout`).
+pub const LOG_LINES_DROPPED_TOTAL: &str = "log_lines_dropped_total";
 /// Label: endpoint. Requests shed at once because the gateway was at `http.max_in_flight`.
 pub const HTTP_REQUESTS_SHED_TOTAL: &str = "http_requests_shed_total";
 /// HTTP requests in flight.
@@ -278,6 +280,11 @@ fn describe() {
         "Time for an outgoing RPC to complete, by service, method and gRPC code."
     );
     describe_counter!(USER_REGISTRATIONS_TOTAL, "Accounts created.");
+    describe_counter!(
+        LOG_LINES_DROPPED_TOTAL,
+        "Log lines dropped because the log writer thread fell behind."
+    );
+    metrics::counter!(LOG_LINES_DROPPED_TOTAL).increment(0);
     describe_counter!(VIDEO_UPLOADS_TOTAL, "Video uploads, by outcome status.");
     describe_counter!(
         VIDEO_VIEWS_TOTAL,

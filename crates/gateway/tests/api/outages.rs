@@ -79,19 +79,24 @@ async fn read_call(
 }
 
 /// A call the process never took: the connection was refused, or closed before the call was
-/// sent on it (hyper's `Canceled`), or the stream refused (HTTP/2 `GOAWAY`). An error of the
-/// transport, not an answer of the service; a call cut off mid-answer is none of these.
+/// sent on it (hyper's `Canceled`), or the stream refused: `REFUSED_STREAM`, or above the
+/// last stream id of a graceful `GOAWAY` (`NO_ERROR`), which HTTP/2 says the server did not
+/// process. An error of the transport, not an answer of the service; a call cut off
+/// mid-answer is none of these.
 fn not_accepted(status: &tonic::Status) -> bool {
     let Some(source) = std::error::Error::source(status) else {
         return false;
     };
     let cause = format!("{source:?}");
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Cancelled
-    ) && ["ConnectionRefused", "Canceled", "REFUSED_STREAM"]
+    let refused = ["ConnectionRefused", "Canceled", "REFUSED_STREAM"]
         .iter()
         .any(|c| cause.contains(c))
+        && matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled
+        );
+    let above_goaway = cause.contains("GoAway(") && cause.contains("NO_ERROR, Remote");
+    refused || above_goaway
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
