@@ -23,6 +23,7 @@ unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one proces
 	fi
 
 test-faults: ## fault tests under load: SIGTERM to every process, Postgres stopped and started, Redis gone 30 s, deadlines, breakers, retries, shedding at 2x saturation
+	$(CARGO) build --workspace --bins
 	$(CARGO) nextest run --workspace -E '$(FAULT_TESTS)'
 
 fuzz: ## the smoke run with longer contract fuzzing (schemathesis, 1000 examples per operation)

@@ -28,8 +28,9 @@ impl ServiceName {
     }
 }
 
-/// A workspace binary beside the running test executable (`target/<profile>/<name>`); cargo
-/// and nextest build them before any test of the workspace runs.
+/// A workspace binary beside the running test executable (`target/<profile>/<name>`). Tests
+/// build only the binaries of packages with integration tests: `make test-faults` runs
+/// `cargo build --workspace --bins` first.
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let profile_dir = exe
@@ -39,7 +40,7 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built: run the tests of the whole workspace (cargo nextest run --workspace)",
+        "{} is not built: `cargo build --workspace --bins` first (make test-faults does)",
         path.display()
     );
     path
