@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Scenarios: `health`, `read` (a video by id, Zipf over the seeded ids), `list`, `feed`,
-//! `write` (like/unlike, follow/unfollow as seeded users), and `mixed` (70% read, 15% list,
+//! `write` (like/unlike, follow/unfollow as seeded users), `upload` (`POST /api/v1/videos`
+//! of an `--upload-bytes` file, 1 MiB by default, as seeded users), and `mixed` (70% read, 15% list,
 //! 10% feed, 5% write). `--rate` runs an open loop (latency from each request's due time);
 //! `--concurrency` without `--rate` a closed loop. Exit code 1 when a KPI fails.
 
@@ -92,7 +93,12 @@ struct Target {
     url: String,
     seed: Arc<Seed>,
     zipf: Arc<Zipf>,
+    /// The file of the `upload` scenario: an MP4 signature, then zeros.
+    upload: Arc<Vec<u8>>,
 }
+
+/// An MP4 file's first bytes (`ftyp` box): what the upload path checks.
+const MP4_SIGNATURE: &[u8] = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2";
 
 impl Target {
     /// One request of `scenario`: its status (0 without an answer).
@@ -125,6 +131,19 @@ impl Target {
                 .http
                 .get(format!("{}/api/v1/feed?limit=20", self.url))
                 .bearer_auth(user.token.as_deref().unwrap_or_default()),
+            ("upload", _, Some(user)) => {
+                let file = reqwest::multipart::Part::bytes(self.upload.as_ref().clone())
+                    .file_name("load.mp4")
+                    .mime_str("video/mp4")
+                    .unwrap_or_else(|_| reqwest::multipart::Part::bytes(Vec::new()));
+                let form = reqwest::multipart::Form::new()
+                    .text("title", "Load test upload")
+                    .part("file", file);
+                self.http
+                    .post(format!("{}/api/v1/videos", self.url))
+                    .bearer_auth(user.token.as_deref().unwrap_or_default())
+                    .multipart(form)
+            }
             ("write", Some(video), Some(user)) => {
                 let method = if rng.next_u64().is_multiple_of(2) {
                     reqwest::Method::PUT
@@ -173,9 +192,11 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         .trim_end_matches('/')
         .to_owned();
     let scenario = args.value("--scenario").unwrap_or("health").to_owned();
-    if !["health", "read", "list", "feed", "write", "mixed"].contains(&scenario.as_str()) {
-        bail!("unknown scenario `{scenario}` (health, read, list, feed, write, mixed)");
+    if !["health", "read", "list", "feed", "write", "upload", "mixed"].contains(&scenario.as_str())
+    {
+        bail!("unknown scenario `{scenario}` (health, read, list, feed, write, upload, mixed)");
     }
+    let upload_bytes: usize = args.parse("--upload-bytes", 1024 * 1024)?;
     let duration = args.duration("--duration", Duration::from_secs(10))?;
     let warmup = args.duration("--warmup", Duration::ZERO)?;
     let ramp = args.duration("--ramp", Duration::ZERO)?;
@@ -197,7 +218,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     if ["read", "write", "mixed"].contains(&scenario.as_str()) && seed.videos.is_empty() {
         bail!("{scenario} needs --seed-file with videos (loadgen seed)");
     }
-    if ["feed", "write", "mixed"].contains(&scenario.as_str()) {
+    if ["feed", "write", "upload", "mixed"].contains(&scenario.as_str()) {
         if seed.users.is_empty() {
             bail!("{scenario} needs --seed-file with users (loadgen seed)");
         }
@@ -208,7 +229,10 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         }
         seed.users.truncate(50);
     }
+    let mut upload = MP4_SIGNATURE.to_vec();
+    upload.resize(upload_bytes.max(MP4_SIGNATURE.len()), 0);
     let target = Target {
+        upload: Arc::new(upload),
         zipf: Arc::new(Zipf::new(seed.videos.len().max(1), 1.0)),
         seed: Arc::new(seed),
         http,

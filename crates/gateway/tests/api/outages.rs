@@ -190,8 +190,12 @@ fn open_loop(
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<Sample>> {
     tokio::spawn(async move {
+        // Idle connections are dropped before actix's 5 s keep-alive closes them: reusing one
+        // the server is closing at that moment fails before any request is sent (a race of
+        // the client's, not an answer).
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .expect("client");
         let interval = Duration::from_secs(1) / rate;
@@ -214,7 +218,7 @@ fn open_loop(
                             .to_owned();
                         (Some(status), code, retry_after)
                     }
-                    Err(_) => (None, String::new(), false),
+                    Err(e) => (None, format!("{e:?}"), false),
                 };
                 Sample {
                     due: due - start,
