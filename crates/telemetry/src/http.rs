@@ -271,15 +271,20 @@ fn method_label(method: &actix_web::http::Method) -> &'static str {
 struct InFlight;
 
 impl InFlight {
+    thread_local! {
+        /// The gauge's handle, looked up once per thread.
+        static GAUGE: metrics::Gauge = metrics::gauge!(m::ACTIVE_CONNECTIONS);
+    }
+
     fn start() -> Self {
-        metrics::gauge!(m::ACTIVE_CONNECTIONS).increment(1.0);
+        Self::GAUGE.with(|g| g.increment(1.0));
         Self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        metrics::gauge!(m::ACTIVE_CONNECTIONS).decrement(1.0);
+        Self::GAUGE.with(|g| g.decrement(1.0));
     }
 }
 

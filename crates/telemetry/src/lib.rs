@@ -140,6 +140,7 @@ where
             reason: e.to_string(),
         })?;
     let log_layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(logs::NoSpanFields)
         .event_format(logs::JsonFormat::new(&info))
         .with_writer(writer)
         .with_filter(log_filter);

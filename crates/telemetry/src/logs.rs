@@ -22,7 +22,6 @@ pub const REDACTED: &str = "[REDACTED]";
 /// Whether a field or header with this name carries a credential and must never be
 /// written out: `Authorization`, `Cookie`, `Set-Cookie`, passwords, tokens, secrets, keys.
 pub fn is_sensitive(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
     const EXACT: &[&str] = &[
         "authorization",
         "proxy-authorization",
@@ -38,7 +37,30 @@ pub fn is_sensitive(name: &str) -> bool {
         "apikey",
         "credential",
     ];
-    EXACT.contains(&name.as_str()) || PARTS.iter().any(|p| name.contains(p))
+    // Case-insensitive, without a lowercased copy (this runs for every field logged).
+    let name = name.as_bytes();
+    EXACT
+        .iter()
+        .any(|e| name.eq_ignore_ascii_case(e.as_bytes()))
+        || PARTS.iter().any(|p| {
+            name.windows(p.len())
+                .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+        })
+}
+
+/// Span fields are never written: the JSON lines carry the request's identity from its
+/// context instead. Without this, the fmt layer would format every span's fields into a
+/// string (with ANSI colours) that nothing reads.
+pub struct NoSpanFields;
+
+impl<'w> FormatFields<'w> for NoSpanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        _writer: Writer<'w>,
+        _fields: R,
+    ) -> fmt::Result {
+        Ok(())
+    }
 }
 
 /// The JSON event formatter.

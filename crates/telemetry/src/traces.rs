@@ -95,11 +95,20 @@ fn sampler(kind: SamplerKind) -> Sampler {
 /// crates, as the caller names them) and this crate at info and above, and nothing from the
 /// libraries underneath (h2, hyper, tonic internals would flood every trace). Independent
 /// of `RUST_LOG` on purpose.
-pub(crate) fn span_filter(targets: &[&str]) -> Targets {
-    targets.iter().fold(
+pub(crate) fn span_filter(
+    targets: &[&str],
+) -> impl tracing_subscriber::layer::Filter<tracing_subscriber::Registry> + use<> {
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    let targets = targets.iter().fold(
         Targets::new()
             .with_default(tracing::Level::WARN)
             .with_target("telemetry", tracing::Level::INFO),
         |filter, target| filter.with_target(*target, tracing::Level::INFO),
-    )
+    );
+    // Log events become span events only at `warn` and `error`: every request's access
+    // log line as an event of its span would double what tracing costs, for what the log
+    // line (which carries the trace id) already says.
+    targets.and(filter_fn(|meta| {
+        meta.is_span() || *meta.level() <= tracing::Level::WARN
+    }))
 }
