@@ -474,6 +474,40 @@ impl Videos {
         if parts.is_empty() {
             return Err(InvalidField::new("parts", "is required").into());
         }
+        // The list must be the parts stored, in order, with the ETags their PUTs answered:
+        // checked against the store first, so a wrong list is the client's mistake (400)
+        // whatever the store would make of it, and the upload stays completable.
+        let stored = self
+            .objects
+            .stored_parts(&pending.object_key, &pending.upload_id)
+            .await
+            .map_err(|e| {
+                if e.contains("NoSuchUpload") {
+                    VideoError::from(InvalidField::new("parts", "the upload is no longer open"))
+                } else {
+                    VideoError::Storage(e)
+                }
+            })?;
+        let listed_as_stored = parts.len() == stored.len()
+            && parts
+                .iter()
+                .zip(&stored)
+                .all(|((number, etag), (s_number, s_etag))| {
+                    let etag = etag.trim().trim_matches('"');
+                    number == s_number
+                        && !etag.is_empty()
+                        && s_etag.as_ref().is_none_or(|stored| etag == stored)
+                });
+        if !listed_as_stored {
+            return Err(InvalidField::new(
+                "parts",
+                format!(
+                    "must list every stored part in order with its ETag: {} part(s) are stored",
+                    stored.len()
+                ),
+            )
+            .into());
+        }
         tracing::Span::current().record("file_size", pending.declared_size);
         let key = pending.object_key.clone();
         let s3 = tracing::info_span!(
@@ -488,9 +522,14 @@ impl Videos {
             .await
             .map_err(|e| {
                 // The client's own mistakes (wrong or missing parts) are not an outage.
-                if ["InvalidPart", "NoSuchUpload", "EntityTooSmall"]
-                    .iter()
-                    .any(|code| e.contains(code))
+                if [
+                    "InvalidPart",
+                    "InvalidPartOrder",
+                    "NoSuchUpload",
+                    "EntityTooSmall",
+                ]
+                .iter()
+                .any(|code| e.contains(code))
                 {
                     VideoError::from(InvalidField::new("parts", e))
                 } else {

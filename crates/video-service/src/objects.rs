@@ -265,6 +265,36 @@ impl Objects {
             .map_err(sdk_error)
     }
 
+    /// The parts stored so far of a multipart upload: (part number, ETag without quotes when
+    /// the store tells it; s3s-fs does not), in order (at most the first 1000; an upload here
+    /// has fewer).
+    pub async fn stored_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<(i32, Option<String>)>, String> {
+        let listed = self
+            .client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .instrument(s3_span("ListParts", &self.bucket))
+            .await
+            .map_err(sdk_error)?;
+        let mut parts: Vec<(i32, Option<String>)> = listed
+            .parts()
+            .iter()
+            .filter_map(|p| {
+                let etag = p.e_tag().map(|e| e.trim_matches('"').to_owned());
+                Some((p.part_number()?, etag))
+            })
+            .collect();
+        parts.sort_unstable_by_key(|(number, _)| *number);
+        Ok(parts)
+    }
+
     /// Aborts a multipart upload (its parts are freed).
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), String> {
         self.client

@@ -640,8 +640,9 @@ async fn a_large_file_goes_straight_to_the_bucket_in_presigned_parts_and_ends_re
         .send()
         .await
         .expect("gateway answers");
-    assert_eq!(completed.status(), 202);
+    let status = completed.status();
     let body: Value = completed.json().await.expect("json");
+    assert_eq!(status, 202, "{etags:?}: {body}");
     assert_eq!(body["video_id"], id.as_str());
     assert_eq!(body["status"], "uploaded");
 
@@ -652,6 +653,53 @@ async fn a_large_file_goes_straight_to_the_bucket_in_presigned_parts_and_ends_re
         (video["width"].clone(), video["height"].clone()),
         (640.into(), 480.into())
     );
+}
+
+/// Found by contract fuzzing: a completion listing parts out of order was the object
+/// store's "invalid part order", answered 503 as if the store were down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_with_a_wrong_part_list_is_a_400_and_the_upload_stays_completable() {
+    let app = TestApp::spawn().await;
+    let ann = register(&app, "ann").await;
+    let token = access_token(&app, &ann).await;
+    let created = app
+        .http
+        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "title": "Parts", "size_bytes": 40511 }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    let id = created["video_id"].as_str().expect("video_id").to_owned();
+    for parts in [
+        serde_json::json!([{ "part_number": 3, "etag": "a" }, { "part_number": 2, "etag": "b" }]),
+        serde_json::json!([{ "part_number": 1, "etag": "a" }, { "part_number": 1, "etag": "a" }]),
+        serde_json::json!([{ "part_number": 0, "etag": "a" }]),
+        serde_json::json!([{ "part_number": 320428, "etag": "a" }]),
+        serde_json::json!([{ "part_number": 1, "etag": " " }]),
+        serde_json::json!([{ "part_number": 1, "etag": "\"not-the-etag\"" }]),
+    ] {
+        let completed = app
+            .http
+            .post(format!("{}/api/v1/videos/{id}/complete", app.gateway_url()))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "parts": parts }))
+            .send()
+            .await
+            .expect("gateway answers");
+        let status = completed.status().as_u16();
+        let body: Value = completed.json().await.expect("json");
+        assert_eq!(status, 400, "{parts}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("parts")),
+            "{body}"
+        );
+    }
+    assert_eq!(rows(&app, "pending_uploads").await, 1, "still completable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
