@@ -9,15 +9,27 @@ use testkit::{ServiceName, TestApp};
 
 use crate::support;
 
-async fn put_latency(app: &TestApp, name: ServiceName, rpc: &str, delay_ms: u64) {
+/// Injects `fault` (the admin API's JSON) into every call of `rpc` that `name` serves.
+async fn put_fault(app: &TestApp, name: ServiceName, rpc: &str, fault: Value) {
     let response = app
         .http
         .put(format!("{}/admin/faults/{rpc}", app.admin_url(name)))
-        .json(&json!({ "kind": "latency", "delay_ms": delay_ms, "ratio": 1.0 }))
+        .json(&fault)
         .send()
         .await
         .expect("admin answers");
     assert!(response.status().is_success(), "{}", response.status());
+}
+
+async fn put_latency(app: &TestApp, name: ServiceName, rpc: &str, delay_ms: u64) {
+    let fault = json!({ "kind": "latency", "delay_ms": delay_ms, "ratio": 1.0 });
+    put_fault(app, name, rpc, fault).await;
+}
+
+/// Three calls in ten of `rpc` fail UNAVAILABLE.
+async fn put_unavailable(app: &TestApp, name: ServiceName, rpc: &str) {
+    let fault = json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 0.3 });
+    put_fault(app, name, rpc, fault).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,17 +310,7 @@ async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
         .spawn()
         .await;
     let video = app.insert_video("Flaky", "ready").await;
-    let response = app
-        .http
-        .put(format!(
-            "{}/admin/faults/GetVideo",
-            app.admin_url(ServiceName::Video)
-        ))
-        .json(&json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 0.3 }))
-        .send()
-        .await
-        .expect("admin answers");
-    assert!(response.status().is_success());
+    put_unavailable(&app, ServiceName::Video, "GetVideo").await;
     let calls = 100;
     let mut ok = 0;
     for _ in 0..calls {
@@ -351,17 +353,7 @@ async fn a_service_retries_its_unavailable_reads_of_another_within_the_budget() 
         .await;
     let video = app.insert_video("Counted", "ready").await;
     // video-service asks engagement-service for the counts of every video it serves.
-    let response = app
-        .http
-        .put(format!(
-            "{}/admin/faults/GetVideoStats",
-            app.admin_url(ServiceName::Engagement)
-        ))
-        .json(&json!({ "kind": "error", "code": "UNAVAILABLE", "ratio": 0.3 }))
-        .send()
-        .await
-        .expect("admin answers");
-    assert!(response.status().is_success());
+    put_unavailable(&app, ServiceName::Engagement, "GetVideoStats").await;
     let calls = 100;
     let mut counted = 0;
     for _ in 0..calls {

@@ -88,6 +88,20 @@ async fn rows(app: &TestApp, table: &str) -> i64 {
         .get(0)
 }
 
+/// `POST /api/v1/videos/uploads` of `size_bytes`: the 201's body.
+async fn create_upload(app: &TestApp, token: &str, title: &str, size_bytes: usize) -> Value {
+    let created = app
+        .http
+        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "title": title, "size_bytes": size_bytes }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(created.status(), 201);
+    created.json().await.expect("json")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_video_is_stored_traced_processed_and_ready() {
     let app = TestApp::spawn().await;
@@ -602,16 +616,7 @@ async fn a_large_file_goes_straight_to_the_bucket_in_presigned_parts_and_ends_re
         bytes.len()
     );
 
-    let created = app
-        .http
-        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "title": "Large", "size_bytes": bytes.len() }))
-        .send()
-        .await
-        .expect("gateway answers");
-    assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.expect("json");
+    let created = create_upload(&app, &token, "Large", bytes.len()).await;
     let id = created["video_id"].as_str().expect("video_id").to_owned();
     let part_size = created["part_size"].as_u64().expect("part_size") as usize;
     let parts = created["parts"].as_array().expect("parts");
@@ -662,16 +667,7 @@ async fn a_completion_with_a_wrong_part_list_is_a_400_and_the_upload_stays_compl
     let app = TestApp::spawn().await;
     let ann = register(&app, "ann").await;
     let token = access_token(&app, &ann).await;
-    let created = app
-        .http
-        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "title": "Parts", "size_bytes": 40511 }))
-        .send()
-        .await
-        .expect("gateway answers");
-    assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.expect("json");
+    let created = create_upload(&app, &token, "Parts", 40511).await;
     let id = created["video_id"].as_str().expect("video_id").to_owned();
     for parts in [
         serde_json::json!([{ "part_number": 3, "etag": "a" }, { "part_number": 2, "etag": "b" }]),
@@ -711,15 +707,7 @@ async fn an_abandoned_direct_upload_is_aborted_by_the_sweep() {
         .await;
     let ann = register(&app, "ann").await;
     let token = access_token(&app, &ann).await;
-    let created = app
-        .http
-        .post(format!("{}/api/v1/videos/uploads", app.gateway_url()))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "title": "Never finished", "size_bytes": 1000 }))
-        .send()
-        .await
-        .expect("gateway answers");
-    assert_eq!(created.status(), 201);
+    create_upload(&app, &token, "Never finished", 1000).await;
     assert_eq!(rows(&app, "pending_uploads").await, 1);
     let deadline = Instant::now() + Duration::from_secs(15);
     while rows(&app, "pending_uploads").await > 0 || app.bucket_contents().await.1 > 0 {
