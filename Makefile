@@ -38,8 +38,8 @@ monitoring: ## check monitoring/ offline (promtool, amtool, rule tests, dashboar
 drill: ## alert drill: real stack + Prometheus + Alertmanager; an injected fault fires HighErrorRate, a stopped object store VideoUploadFailure; both resolve
 	python3 scripts/alert-drill.py
 
-bench: ## benchmarks on release builds: peak memory of the gateway and video-service while 1 GiB uploads
-	python3 scripts/bench-upload.py
+bench: ## the performance suite on release builds: /health vs bare actix-web, the read path, writes, mixed, tracing cost, 2x overload, breaker fail-fast, memory, a 1 GiB upload (docs/performance.md)
+	python3 scripts/bench.py
 
 seed: ## load demo data into a running stack
 	@scripts/seed.sh
