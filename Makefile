@@ -12,7 +12,9 @@ run: ## build and start the whole stack locally (Ctrl-C stops it)
 
 test: deps unit test-faults monitoring deploy-check smoke drill ## run every test: workspace, fault tests, monitoring and deploy checks, then the real stack end to end (with contract fuzzing)
 
-# The long fault tests: processes stopped under load, dependencies gone for seconds.
+# The long fault tests: processes stopped under load, dependencies gone for seconds. The
+# `outages` and `shutdown` ones load the machine on purpose: they run one at a time after the
+# others, not beside them (deadline tests count milliseconds).
 FAULT_TESTS := binary(api) & (test(/^reliability::/) | test(/^shutdown::/) | test(/^outages::/))
 
 unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one process per test; the fault tests are `make test-faults`
@@ -24,7 +26,8 @@ unit: ## workspace tests (real Postgres, Redis and s3s-fs; no mocks), one proces
 
 test-faults: ## fault tests under load: SIGTERM to every process, Postgres stopped and started, Redis gone 30 s, deadlines, breakers, retries, shedding at 2x saturation
 	$(CARGO) build --workspace --bins
-	$(CARGO) nextest run --workspace -E '$(FAULT_TESTS)'
+	$(CARGO) nextest run --workspace -E 'binary(api) & test(/^reliability::/)'
+	$(CARGO) nextest run --workspace -E 'binary(api) & (test(/^outages::/) | test(/^shutdown::/))' --test-threads 1
 
 fuzz: ## the smoke run with longer contract fuzzing (schemathesis, 1000 examples per operation)
 	SMOKE_FUZZ_EXAMPLES=1000 scripts/smoke-run.sh

@@ -66,22 +66,23 @@ async fn a_call_past_its_deadline_is_a_504_measured_as_deadline_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_gives_its_own_calls_no_more_than_is_left_of_its_callers_deadline() {
-    // The gateway waits 200 ms for video-service; video-service may wait 2 s for counts,
-    // but engagement-service is 300 ms slow. Cut to what is left of the 200 ms, the counts
-    // call gives up in time for the video to come back without them.
+    // The gateway waits 600 ms for video-service; video-service may wait that long for
+    // counts too, but engagement-service is 900 ms slow. Cut to what is left of the 600 ms,
+    // less its margin (a tenth of what is left, at most 50 ms), the counts call gives up in
+    // time for the video to come back without them.
     let app = TestApp::builder()
-        .env("SOCIALFLOW__GRPC_CLIENT__TIMEOUT_MS", "200")
+        .env("SOCIALFLOW__GRPC_CLIENT__TIMEOUT_MS", "600")
         .spawn()
         .await;
     let video = app.insert_video("Budget", "ready").await;
-    put_latency(&app, ServiceName::Engagement, "GetVideoStats", 300).await;
+    put_latency(&app, ServiceName::Engagement, "GetVideoStats", 900).await;
     let started = Instant::now();
     let response = app.get(&format!("/api/v1/videos/{video}")).await;
     let took = started.elapsed();
     assert_eq!(response.status(), 200, "the video, without its counts");
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["stats"], Value::Null, "{body}");
-    // Without the cut, video-service would wait the 300 ms and the gateway answer 504.
+    // Without the cut, video-service would wait the 900 ms and the gateway answer 504.
     assert!(took < Duration::from_secs(2), "took {took:?}");
     support::wait_for_metric(
         &app,
