@@ -8,14 +8,16 @@ between configurations), and measures:
  1. `/health` of the gateway (all its middleware, one worker) against `bare-actix`, each
     pinned to CPU 0 with wrk pinned to CPU 1; best of two runs each: gateway >= 0.6 x bare.
  2. The read path `GET /api/v1/videos/{id}` (`loadgen read` over seeded videos): closed
-    loop max req/s (>= 7500, no errors), then an open loop at half that rate (p99 <= 10 ms).
+    loop max req/s (>= 7500, no errors), then an open loop at half that rate (p99 <= 10 ms)
+    over the same 64 connections (as wrk2: latency from each request's due time).
  3. CPU per request of every hop (the five processes, Postgres, Redis, loadgen itself)
     during the closed-loop read run.
  4. Writes (`write`) and `mixed`, closed loop: req/s, p99, errors.
  5. Tracing cost: the closed-loop read rate with spans exported to `otlp-sink` at 100%
     (always_on, <= 10% loss) and 10% (traceidratio 0.1, <= 3% loss) against export off.
- 6. Overload at twice the max read rate, open loop: only 503 (or 429) beyond 200s, with
-    Retry-After, and p99 < 500 ms.
+ 6. Overload at twice the max read rate, open loop (a task per request): only 503 (or 429)
+    beyond 200s, with Retry-After, and the admitted requests' p99 < 500 ms (timed by a probe
+    on the side; loadgen's own p99 mixes in the 503s and its lateness on shared cores).
  7. Breaker fail-fast: with 300 ms of injected latency on engagement-service's GetTrending
     and a 200 ms gateway deadline, once the breaker opens, `GET /api/v1/videos/trending`
     answers 503 with p99 < 5 ms.
@@ -398,7 +400,8 @@ class Loadgen:
 
     def run(self, stack: Stack, scenario: str, *, rate: float | None = None,
             concurrency: int = CONCURRENCY, duration: float = RUN_SECS,
-            warmup: float = WARMUP_SECS, hops: bool = False, during=None) -> dict:
+            warmup: float = WARMUP_SECS, hops: bool = False, during=None,
+            connections: int | None = None) -> dict:
         """One loadgen run; returns its JSON report, plus `hops` (CPU per hop over the
         measured window) when asked, and `loadgen_cpu_s` (its own CPU seconds)."""
         self.count += 1
@@ -407,6 +410,8 @@ class Loadgen:
                 "--duration", f"{duration}s", "--warmup", f"{warmup}s",
                 "--seed-file", str(self.seed_file), "--json", str(out)]
         args += ["--rate", f"{rate:.0f}"] if rate else ["--concurrency", str(concurrency)]
+        if rate and connections:
+            args += ["--connections", str(connections)]
         log_path = self.suite.work / f"loadgen-{self.count}-{scenario}.log"
         before_children = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
@@ -864,7 +869,9 @@ def suite_steps(suite: Suite, results: Results) -> None:
 
     half = max(1.0, max_rps / 2)
     log(f"read, open loop at {half:.0f} req/s")
-    read_open = loadgen.run(stack, "read", rate=half)
+    # Over the closed loop's 64 connections (wrk2's way): a task and a connection per
+    # request would make the load generator, on the same two cores, the bottleneck.
+    read_open = loadgen.run(stack, "read", rate=half, connections=CONCURRENCY)
     log(f"read open: {summary(read_open)}")
     p99 = read_open["latency_ms"]["p99"]
     results.row("read_open_p99_ms", f"read p99 at half max ({half:.0f} req/s, open)", p99,
@@ -989,11 +996,21 @@ def overload(stack: Stack, loadgen: Loadgen, max_rps: float, runs: dict,
                 f"{with_header}/{len(probe_refused)} of {len(answers)} probes",
                 "all", (with_header == len(probe_refused)) if probe_refused else None,
                 percent=True)
+    # The target is on admitted requests. loadgen's own p99 mixes the fast 503s with the
+    # 200s and, on the same two cores as the stack, its own lateness in sending (it
+    # measures from each request's due time): the probe, one client on the side, times the
+    # 200s it gets.
     p99 = report["latency_ms"]["p99"]
-    admitted = (f"; probe 200s p99 {percentile(probe_admitted, 0.99):.0f} ms "
-                f"(n={len(probe_admitted)})" if probe_admitted else "")
-    results.row("overload_p99_ms", "overload p99, all answers (loadgen has no per-status)", p99,
-                f"{p99:.1f} ms{admitted}", "< 500 ms", p99 < 500)
+    results.row("overload_loadgen_p99_ms", "overload p99 of every answer, loadgen", p99,
+                f"{p99:.1f} ms")
+    if probe_admitted:
+        admitted_p99 = percentile(probe_admitted, 0.99)
+        results.row("overload_p99_ms", "overload: admitted (200) p99, probe", admitted_p99,
+                    f"{admitted_p99:.0f} ms (n={len(probe_admitted)})", "< 500 ms",
+                    admitted_p99 < 500)
+    else:
+        results.row("overload_p99_ms", "overload: admitted (200) p99, probe", None,
+                    "no 200 among the probes", "< 500 ms", None)
     results.raw["overload"] = {"rate": rate, "probe": answers}
 
 

@@ -14,6 +14,25 @@ use actix_web::http::Uri;
 use actix_web::http::uri::PathAndQuery;
 use actix_web::middleware::Next;
 
+/// A byte a path may carry as it is (RFC 3986 pchar and `/`, without `%`).
+fn plain(b: u8) -> bool {
+    matches!(b,
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+'
+        | b',' | b';' | b'=' | b':' | b'@' | b'/')
+}
+
+/// Whether `raw` is already its canonical spelling: plain bytes only, no empty segment, no
+/// trailing slash. What nearly every request is, checked without allocating.
+fn is_canonical(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    raw == "/"
+        || (bytes.first() == Some(&b'/')
+            && bytes.last() != Some(&b'/')
+            && bytes.iter().all(|&b| plain(b))
+            && !bytes.windows(2).any(|w| w == b"//"))
+}
+
 /// The canonical spelling of `raw` (a request path), as the router would read it.
 pub fn canonical_path(raw: &str) -> String {
     // What the router matches: escapes decoded, except `%`, `/` and `+` (kept escaped).
@@ -38,28 +57,7 @@ pub fn canonical_path(raw: &str) -> String {
                 continue;
             }
             b'/' if out.ends_with('/') => {}
-            // Characters a path may carry as they are (RFC 3986 pchar and `/`).
-            b'A'..=b'Z'
-            | b'a'..=b'z'
-            | b'0'..=b'9'
-            | b'-'
-            | b'.'
-            | b'_'
-            | b'~'
-            | b'!'
-            | b'$'
-            | b'&'
-            | b'\''
-            | b'('
-            | b')'
-            | b'*'
-            | b'+'
-            | b','
-            | b';'
-            | b'='
-            | b':'
-            | b'@'
-            | b'/' => out.push(char::from(b)),
+            b if plain(b) => out.push(char::from(b)),
             // Anything else (a decoded space, a non-ASCII byte, a lone `%`) escaped again.
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -81,6 +79,9 @@ pub async fn canonicalize(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, Error> {
     let original = req.head().uri.path();
+    if is_canonical(original) {
+        return next.call(req).await;
+    }
     let canonical = canonical_path(original);
     if canonical != original {
         let mut parts = req.head().uri.clone().into_parts();
@@ -131,5 +132,33 @@ mod tests {
         assert_eq!(canonical_path("/a%20b"), "/a%20b");
         assert_eq!(canonical_path("/"), "/");
         assert_eq!(canonical_path("///"), "/");
+    }
+
+    #[test]
+    fn the_fast_check_agrees_with_the_rewrite() {
+        for path in [
+            "/",
+            "/health",
+            "/api/v1/videos/0b7c",
+            "/api/v1//videos",
+            "/api/v1/videos/",
+            "//",
+            "/a%20b",
+            "/a%2fb",
+            "/a b",
+            "/é",
+            "",
+            "a",
+            "/a/./b",
+            "/~user",
+            "/x;y=1",
+        ] {
+            if is_canonical(path) {
+                assert_eq!(canonical_path(path), path, "{path:?} is called canonical");
+            }
+        }
+        assert!(is_canonical("/api/v1/videos/0b7c"));
+        assert!(!is_canonical("/api/v1/videos/"));
+        assert!(!is_canonical("/a%41"));
     }
 }

@@ -98,6 +98,7 @@ pub struct Settings {
     pub s3: S3Settings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub cache: crate::cache::CacheSettings,
     pub uploads: UploadSettings,
     pub activity: ActivitySettings,
     pub telemetry: TelemetrySettings,

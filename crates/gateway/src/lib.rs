@@ -1,6 +1,7 @@
 //! The gateway: the REST edge of Social Flow. HTTP/JSON in, gRPC to the services out,
 //! with trace context, request ids and RED metrics on every request.
 
+mod cache;
 mod canonical;
 mod clients;
 mod config;
@@ -134,6 +135,7 @@ pub async fn run(
     )?);
     let request_telemetry = RequestTelemetry::new(&settings.telemetry);
     let uploads = web::Data::new(settings.uploads.clone());
+    let video_cache = web::Data::new(cache::VideoCache::new(&settings.cache));
     let in_flight = web::Data::new(shed::InFlight::new(settings.http.max_in_flight));
     let viewer_cookies = web::Data::new(routes::ViewerCookies::new(
         secrecy::ExposeSecret::expose_secret(&settings.auth.jwt_secret).as_bytes(),
@@ -144,6 +146,8 @@ pub async fn run(
 
     let server = HttpServer::new(move || {
         App::new()
+            // Innermost: after a write, forget the cached answers it may have changed.
+            .wrap(from_fn(cache::invalidate))
             // Inside telemetry: who is calling, and the rate limit (its 429s are measured).
             .wrap(from_fn(edge::guard))
             // Before anything costs a Redis call: shed what is over the in-flight limit.
@@ -155,6 +159,7 @@ pub async fn run(
             .app_data(edge.clone())
             .app_data(clients.clone())
             .app_data(uploads.clone())
+            .app_data(video_cache.clone())
             .app_data(viewer_cookies.clone())
             .app_data(in_flight.clone())
             .app_data(health_data.clone())

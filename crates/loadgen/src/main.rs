@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! loadgen run  --url http://127.0.0.1:8000 --scenario read --rate 2000 --duration 30s \
-//!              [--concurrency 64] [--warmup 5s] [--ramp 5s] [--seed-file seed.json] \
+//!              [--concurrency 64 | --connections 64] [--warmup 5s] [--ramp 5s] [--seed-file seed.json] \
 //!              [--kpi-p95-ms 500] [--kpi-rps 1000] [--kpi-error-rate 0.001] [--json out.json]
 //! loadgen seed --url http://127.0.0.1:8000 --database-url postgres://... --users 50 \
 //!              --videos-per-user 4 --follows 10 --out seed.json
@@ -11,8 +11,10 @@
 //! Scenarios: `health`, `read` (a video by id, Zipf over the seeded ids), `list`, `feed`,
 //! `write` (like/unlike, follow/unfollow as seeded users), `upload` (`POST /api/v1/videos`
 //! of an `--upload-bytes` file, 1 MiB by default, as seeded users), and `mixed` (70% read, 15% list,
-//! 10% feed, 5% write). `--rate` runs an open loop (latency from each request's due time);
-//! `--concurrency` without `--rate` a closed loop. Exit code 1 when a KPI fails.
+//! 10% feed, 5% write). `--rate` runs an open loop (latency from each request's due time):
+//! a task per request (unbounded connections, as many clients would), or with
+//! `--connections N` N clients taking due requests in turn (as wrk2); `--concurrency`
+//! without `--rate` a closed loop. Exit code 1 when a KPI fails.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,7 +265,52 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         })
     };
 
-    let mode = if let Some(rate) = rate {
+    let connections: Option<usize> = args.value("--connections").map(str::parse).transpose()?;
+    let mode = if let (Some(rate), Some(connections)) = (rate, connections) {
+        // Open loop over a fixed set of connections (as wrk2 does): each client takes the
+        // next due request when it is free, sends it at its due time or at once when late,
+        // and measures from the due time, so a stall still counts for every request that
+        // should have gone out during it. No task or connection per request: the load
+        // generator costs what the closed loop costs, and the rate it can offer is bounded
+        // by `connections` times what one connection can do.
+        let open = OpenLoop { rate, ramp };
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..connections.max(1) {
+            let (target, scenario, stats, sent, failed, next) = (
+                target.clone(),
+                scenario.clone(),
+                stats.clone(),
+                sent.clone(),
+                failed.clone(),
+                next.clone(),
+            );
+            tasks.spawn(async move {
+                let mut rng = Rng::new((c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut local = Stats::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let due = open.due_at(n);
+                    if due >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until((start + due).into()).await;
+                    let status = target.request(&scenario, &mut rng).await;
+                    let took = latency(due, start.elapsed());
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !(200..400).contains(&status) {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if due >= warmup {
+                        local.record(status, took);
+                    }
+                }
+                stats.lock().await.merge(&local);
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        "open"
+    } else if let Some(rate) = rate {
         // Open loop: each request is due at its time; at most 10 000 in flight.
         let open = OpenLoop { rate, ramp };
         let slots = Arc::new(Semaphore::new(10_000));

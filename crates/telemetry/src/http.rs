@@ -153,8 +153,10 @@ where
             http.request.method = %method,
             http.route = %route,
             url.path = %req.path(),
-            url.scheme = %req.connection_info().scheme(),
-            network.protocol.version = ?req.version(),
+            // The scheme this server speaks (not a client's X-Forwarded-Proto), and the
+            // version as the semantic conventions spell it: no allocation for either.
+            url.scheme = if req.app_config().secure() { "https" } else { "http" },
+            network.protocol.version = protocol_version(req.version()),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
             request_id = %request_id,
@@ -245,6 +247,19 @@ where
                 .instrument(span),
             ),
         )
+    }
+}
+
+/// `network.protocol.version` as the semantic conventions spell it.
+fn protocol_version(version: actix_web::http::Version) -> &'static str {
+    use actix_web::http::Version;
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "other",
     }
 }
 

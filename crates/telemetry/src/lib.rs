@@ -144,9 +144,15 @@ where
         .event_format(logs::JsonFormat::new(&info))
         .with_writer(writer)
         .with_filter(log_filter);
+    // Without the layer's extras, each an attribute on every span: source location and
+    // thread (allocated per span, and nobody reads them: the span name and service say where),
+    // and busy/idle time (a clock read at every enter and exit of a request's span).
     let trace_layer = tracing_opentelemetry::layer()
         .with_tracer(traces.tracer())
         .with_level(true)
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
         .with_filter(traces::span_filter(span_targets));
 
     tracing_subscriber::registry()

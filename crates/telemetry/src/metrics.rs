@@ -66,6 +66,8 @@ pub const POSTS_TOTAL: &str = "posts_total";
 pub const VIEW_FLUSH_LAG_SECONDS: &str = "engagement_view_flush_lag_seconds";
 /// Label: cache (`videos`, `trending`). Hits over lookups, per refresh interval.
 pub const CACHE_HIT_RATIO: &str = "engagement_cache_hit_ratio";
+/// Labels: cache (`videos`), result (`hit`, `miss`). The gateway's cache of video answers.
+pub const GATEWAY_CACHE_LOOKUPS_TOTAL: &str = "gateway_cache_lookups_total";
 /// Label: content_type.
 pub const CONTENT_UPLOADS_TOTAL: &str = "content_uploads_total";
 /// Bytes of each completed video upload.
@@ -389,6 +391,10 @@ fn describe() {
     describe_counter!(
         SUSPICIOUS_ACTIVITY_TOTAL,
         "Suspicious activity detected, by activity type."
+    );
+    describe_counter!(
+        GATEWAY_CACHE_LOOKUPS_TOTAL,
+        "Lookups of the gateway's cache of GET /api/v1/videos/{id} answers, by cache and result (hit, miss)."
     );
     describe_counter!(
         RATE_LIMIT_HITS_TOTAL,

@@ -16,6 +16,7 @@ use proto::serde_ext::{VideoStatusName, VisibilityName};
 use proto::video::v1::{CreatedUpload, Playback};
 
 use super::{PageParams, parse_id};
+use crate::cache::VideoCache;
 use crate::edge::{Authenticated, Viewer};
 use crate::error::{ApiError, ErrorBody};
 use crate::{Clients, UploadSettings};
@@ -110,9 +111,14 @@ pub async fn list_user_videos(
 pub async fn get_video(
     viewer: Viewer,
     clients: web::Data<Clients>,
+    cache: web::Data<VideoCache>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
+    let ticket = match cache.get(&id) {
+        Ok(body) => return Ok(json_body(body)),
+        Err(ticket) => ticket,
+    };
     let reply = platform::retry::idempotent(&clients.retries, VIDEOS, || {
         let mut client = clients.videos.clone();
         let request = viewer.request(GetVideoRequest { id: id.to_string() });
@@ -124,10 +130,24 @@ pub async fn get_video(
     let video = reply
         .video
         .ok_or_else(|| ApiError::from_status(VIDEOS, &tonic::Status::internal("empty reply")))?;
-    Ok(HttpResponse::Ok().json(VideoWithStats {
+    // Anyone may see it, and the answer is whole: the same for every caller.
+    let shared = video.visibility() != Visibility::Private && reply.stats.is_some();
+    let body = serde_json::to_vec(&VideoWithStats {
         video,
         stats: reply.stats,
-    }))
+    })
+    .map(web::Bytes::from)
+    .map_err(|e| ApiError::from_status(VIDEOS, &tonic::Status::internal(e.to_string())))?;
+    if shared {
+        cache.put(ticket, id, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+fn json_body(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
 /// `GET /videos/{id}/stats`: the counts of a video the caller may see (a private video's

@@ -243,6 +243,8 @@ async fn postgres_stopped_and_started_under_load_fails_fast_and_recovers_within_
     let cluster = OwnCluster::start().await;
     let app = TestApp::builder()
         .postgres(cluster.admin_url())
+        // Every read must reach Postgres: the gateway's cache would answer most.
+        .env("SOCIALFLOW__CACHE__VIDEO_TTL_MS", "0")
         .spawn()
         .await;
     let video = app.insert_video("Restart", "ready").await;
@@ -349,6 +351,8 @@ async fn at_twice_the_measured_saturation_rate_the_excess_is_shed_with_fast_503s
     const IN_FLIGHT: usize = 16;
     let app = TestApp::builder()
         .env("SOCIALFLOW__HTTP__MAX_IN_FLIGHT", &IN_FLIGHT.to_string())
+        // The whole read path (three processes, Postgres, Redis) is what saturates here.
+        .env("SOCIALFLOW__CACHE__VIDEO_TTL_MS", "0")
         .spawn()
         .await;
     let video = app.insert_video("Popular", "ready").await;

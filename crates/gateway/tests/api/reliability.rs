@@ -308,6 +308,8 @@ async fn a_service_sheds_calls_over_its_per_connection_limit_and_the_gateway_ans
 async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
     let app = TestApp::builder()
         .env("SOCIALFLOW__GRPC_CLIENT__BREAKER__MIN_CALLS", "100000")
+        // Every read must reach video-service: the gateway's cache would answer most.
+        .env("SOCIALFLOW__CACHE__VIDEO_TTL_MS", "0")
         .spawn()
         .await;
     let video = app.insert_video("Flaky", "ready").await;
@@ -350,6 +352,8 @@ async fn unavailable_reads_are_retried_within_a_ten_percent_budget() {
 async fn a_service_retries_its_unavailable_reads_of_another_within_the_budget() {
     let app = TestApp::builder()
         .env("SOCIALFLOW__GRPC_CLIENT__BREAKER__MIN_CALLS", "100000")
+        // Every read must reach video-service: the gateway's cache would answer most.
+        .env("SOCIALFLOW__CACHE__VIDEO_TTL_MS", "0")
         .spawn()
         .await;
     let video = app.insert_video("Counted", "ready").await;

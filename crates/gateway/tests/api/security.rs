@@ -184,6 +184,40 @@ async fn registrations_over_the_rate_limit_are_429_and_write_nothing() {
     wait_for_metric(&app, REGISTER_LIMITED, before + 1.0).await;
 }
 
+/// A busy caller's limit is taken from Redis a lease at a time (100 ms of its rate, here 10
+/// requests) and spent in the gateway: 64 parallel callers still get no more than the
+/// burst plus what the rate refilled meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leased_limits_admit_no_more_than_the_limit_under_parallel_load() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__BURST", "50")
+        .env("SOCIALFLOW__RATE_LIMIT__ANONYMOUS__PER_MINUTE", "6000")
+        .spawn()
+        .await;
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        // No route serves it: limited as anonymous, answered without calling a service.
+        let calls = (0..64).map(|_| async { app.get("/api/v1/no-such-route").await.status() });
+        statuses.extend(futures::future::join_all(calls).await);
+    }
+    let elapsed = started.elapsed();
+    let admitted = statuses.iter().filter(|s| s.as_u16() == 404).count();
+    let limited = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!(
+        admitted + limited,
+        statuses.len(),
+        "only 404 or 429: {statuses:?}"
+    );
+    // 6000 a minute is one per 10 ms.
+    let refilled = usize::try_from(elapsed.as_millis() / 10).expect("small") + 1;
+    assert!(
+        admitted <= 50 + refilled,
+        "{admitted} admitted in {elapsed:?}: more than the burst of 50 and {refilled} refilled"
+    );
+    assert!(admitted >= 50, "the burst is admitted: {admitted}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticated_requests_are_limited_per_user_not_per_address() {
     let app = app_with_limit("AUTHENTICATED", 2).await;

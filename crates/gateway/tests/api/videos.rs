@@ -846,3 +846,88 @@ async fn uploads_beyond_the_concurrency_bound_are_shed_and_a_form_of_endless_fie
         .expect("gateway answers");
     expect_error(endless, 400, "invalid_argument").await;
 }
+
+/// `GET /videos/{id}` answers anyone may see are kept in the gateway's memory for
+/// `cache.video_ttl_ms` (a minute here, so that nothing expires during the test): a change
+/// made behind the gateway shows only then, a write through it at once, and a private
+/// video is never kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_answers_are_kept_briefly_and_a_write_through_the_gateway_forgets_them() {
+    let app = TestApp::builder()
+        .env("SOCIALFLOW__CACHE__VIDEO_TTL_MS", "60000")
+        .spawn()
+        .await;
+    let hits = r#"gateway_cache_lookups_total{cache="videos",result="hit"}"#;
+    let owner = app.insert_user("ann").await;
+    let token = app.access_token_for(owner);
+    let id = app.insert_owned_video(owner, "ready", "public", 30).await;
+    app.set_video_stats(id, 5, 0).await;
+    let path = format!("/api/v1/videos/{id}");
+    let read = |token: Option<String>| {
+        let mut request = app.http.get(format!("{}{path}", app.gateway_url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.expect("gateway answers") }
+    };
+    let json = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.expect("json")
+    };
+
+    let first = json(read(None).await).await;
+    assert_eq!(first["stats"]["views"], 5, "{first}");
+    let before = metric(&app, hits).await;
+    app.set_video_stats(id, 6, 0).await;
+    let second = json(read(Some(token.clone())).await).await;
+    assert_eq!(
+        second, first,
+        "kept: the change behind the gateway is not seen yet"
+    );
+    assert_eq!(
+        metric(&app, hits).await,
+        before + 1.0,
+        "a hit, for any caller"
+    );
+
+    // A like through the gateway forgets the video: the next read is fresh.
+    let liked = app
+        .http
+        .put(format!("{}{path}/like", app.gateway_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("gateway answers");
+    assert!(liked.status().is_success(), "{}", liked.status());
+    let third = json(read(None).await).await;
+    assert_eq!(
+        (
+            third["stats"]["views"].clone(),
+            third["stats"]["likes"].clone()
+        ),
+        (6.into(), 1.into()),
+        "{third}"
+    );
+
+    // Made private: forgotten at once, and never kept again.
+    let changed = app
+        .http
+        .patch(format!("{}{path}", app.gateway_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "visibility": "private" }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(changed.status(), 200);
+    expect_error(read(None).await, 404, "not_found").await;
+    let hits_before = metric(&app, hits).await;
+    for _ in 0..2 {
+        json(read(Some(token.clone())).await).await;
+    }
+    expect_error(read(None).await, 404, "not_found").await;
+    assert_eq!(
+        metric(&app, hits).await,
+        hits_before,
+        "a private video is asked of video-service every time"
+    );
+}
