@@ -14,7 +14,8 @@ between configurations), and measures:
     during the closed-loop read run.
  4. Writes (`write`) and `mixed`, closed loop: req/s, p99, errors.
  5. Tracing cost: the closed-loop read rate with spans exported to `otlp-sink` at 100%
-    (always_on, <= 10% loss) and 10% (traceidratio 0.1, <= 3% loss) against export off.
+    (always_on, <= 10% loss) and 10% (traceidratio 0.1, <= 3% loss) against export off on
+    a fresh stack measured just before them, with the CPU per read of every hop and the sink.
  6. Overload at twice the max read rate, open loop (a task per request): only 503 (or 429)
     beyond 200s, with Retry-After, and the admitted requests' p99 < 500 ms (timed by a probe
     on the side; loadgen's own p99 mixes in the 503s and its lateness on shared cores).
@@ -401,9 +402,10 @@ class Loadgen:
     def run(self, stack: Stack, scenario: str, *, rate: float | None = None,
             concurrency: int = CONCURRENCY, duration: float = RUN_SECS,
             warmup: float = WARMUP_SECS, hops: bool = False, during=None,
-            connections: int | None = None) -> dict:
+            connections: int | None = None, extra: dict[str, int] | None = None) -> dict:
         """One loadgen run; returns its JSON report, plus `hops` (CPU per hop over the
-        measured window) when asked, and `loadgen_cpu_s` (its own CPU seconds)."""
+        measured window, `extra` processes too) when asked, and `loadgen_cpu_s` (its own
+        CPU seconds)."""
         self.count += 1
         out = self.suite.work / f"loadgen-{self.count}-{scenario}.json"
         args = [str(RELEASE / "loadgen"), "run", "--url", stack.url, "--scenario", scenario,
@@ -429,11 +431,11 @@ class Loadgen:
                     # The measured window: after the warm-up, to just before the end.
                     self._sleep_until(started + warmup + 0.2, proc)
                     sample["t0"] = time.monotonic()
-                    sample["before"] = hop_snapshot(stack, {"loadgen": proc.pid})
+                    sample["before"] = hop_snapshot(stack, {"loadgen": proc.pid, **(extra or {})})
                     sample["machine0"] = machine_ticks()
                     self._sleep_until(started + warmup + duration - 0.2, proc)
                     sample["t1"] = time.monotonic()
-                    sample["after"] = hop_snapshot(stack, {"loadgen": proc.pid})
+                    sample["after"] = hop_snapshot(stack, {"loadgen": proc.pid, **(extra or {})})
                     sample["machine1"] = machine_ticks()
                 proc.wait(timeout=warmup + duration + 300)
                 if probe:
@@ -904,8 +906,18 @@ def suite_steps(suite: Suite, results: Results) -> None:
     stack.stop()
     results.raw["runs"] = runs
 
-    # Tracing cost: the same closed-loop read with every span exported, then 10%.
-    telemetry = {"off": {"rps": max_rps}}
+    # Tracing cost: the same closed-loop read on a fresh stack with export off (measured
+    # here, next to the others: after the write, mixed and overload runs the machine is not
+    # where it was at the start), then with every span exported, then 10%.
+    stack = Stack(suite, "trace-off").start()
+    log("read, closed loop, export off (the tracing baseline)")
+    baseline = loadgen.run(stack, "read")
+    stack.stop()
+    off_rps = baseline["rps"]
+    log(f"read with export off: {summary(baseline)}")
+    telemetry = {"off": {"rps": off_rps, "first_run_rps": max_rps}}
+    results.row("trace_off_rps", "read req/s, export off (tracing baseline)", off_rps,
+                f"{off_rps:.0f}")
     for label, sampler, arg, limit in (("always_on", "always_on", "1.0", 10.0),
                                        ("ratio_0.1", "traceidratio", "0.1", 3.0)):
         sink = OtlpSink(suite, label)
@@ -915,10 +927,15 @@ def suite_steps(suite: Suite, results: Results) -> None:
             "SOCIALFLOW__TELEMETRY__SAMPLER_ARG": arg,
         }).start()
         log(f"read, closed loop, spans exported ({sampler} {arg})")
-        report = loadgen.run(stack, "read")
+        report = loadgen.run(stack, "read", hops=True, extra={"otlp-sink": sink.proc.pid})
         stack.stop()
         spans = sink.finish()
-        loss = (max_rps - report["rps"]) / max_rps * 100
+        hops = report.get("hops") or {}
+        if hops:
+            log(f"CPU per read with spans {label}: " + ", ".join(
+                f"{n} {us:.0f} µs" for n, us in hops["us_per_request"].items()
+                if us is not None))
+        loss = (off_rps - report["rps"]) / off_rps * 100
         log(f"read with {label}: {summary(report)}; {spans} spans received; "
             f"loss {loss:.1f}% against export off")
         telemetry[label] = {"rps": report["rps"], "loss_pct": loss, "spans": spans,

@@ -14,6 +14,12 @@
 //!   views flushed by engagement-service) shows once the entry expires: an answer is at most
 //!   `video_ttl_ms` old.
 //!
+//! Refreshed ahead: the first read of an entry in the last quarter of its life is answered
+//! from it and also asks video-service again in the background (one refresh per entry at a
+//! time), so that a video read often enough never makes a reader wait for a miss. A
+//! refreshed answer replaces the entry only under the same epoch rule; a refresh that finds
+//! the video gone or private forgets it; any other failure leaves it to expire.
+//!
 //! Bounded: at `video_capacity` entries, expired ones are dropped; if it is still full, new
 //! answers are not stored until some expire.
 
@@ -46,7 +52,10 @@ const SHARDS: usize = 16;
 
 struct Entry {
     body: Bytes,
+    /// From here on, the next hit refreshes it in the background.
+    refresh_at: Instant,
     expires: Instant,
+    refreshing: bool,
 }
 
 /// Shared by every worker (one per process).
@@ -86,8 +95,9 @@ impl VideoCache {
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The stored answer for `id`, or a ticket to store one.
-    pub fn get(&self, id: &Uuid) -> Result<Bytes, Ticket> {
+    /// The stored answer for `id` (with a ticket when this caller is to refresh it in the
+    /// background), or a ticket to store one.
+    pub fn get(&self, id: &Uuid) -> Result<(Bytes, Option<Ticket>), Ticket> {
         if !self.enabled() {
             return Err(Ticket(u64::MAX));
         }
@@ -97,13 +107,17 @@ impl VideoCache {
         let now = Instant::now();
         let found = self
             .shard(id)
-            .get(id)
+            .get_mut(id)
             .filter(|e| e.expires > now)
-            .map(|e| e.body.clone());
+            .map(|e| {
+                let refresh = now >= e.refresh_at && !e.refreshing;
+                e.refreshing |= refresh;
+                (e.body.clone(), refresh.then_some(ticket))
+            });
         match found {
-            Some(body) => {
+            Some(hit) => {
                 self.hits.increment(1);
-                Ok(body)
+                Ok(hit)
             }
             None => {
                 self.misses.increment(1);
@@ -134,7 +148,9 @@ impl VideoCache {
             id,
             Entry {
                 body,
+                refresh_at: now + self.ttl * 3 / 4,
                 expires: now + self.ttl,
+                refreshing: false,
             },
         );
     }
@@ -231,7 +247,7 @@ mod tests {
         let id = Uuid::new_v4();
         let ticket = c.get(&id).expect_err("empty");
         c.put(ticket, id, Bytes::from_static(b"{}"));
-        assert_eq!(c.get(&id).expect("stored"), Bytes::from_static(b"{}"));
+        assert_eq!(c.get(&id).expect("stored").0, Bytes::from_static(b"{}"));
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get(&id).is_err(), "expired");
     }
@@ -246,13 +262,38 @@ mod tests {
         assert!(c.get(&id).is_err(), "the stale read was not stored");
         let ticket = c.get(&id).expect_err("empty");
         c.put(ticket, id, Bytes::from_static(b"new"));
-        assert_eq!(c.get(&id).expect("stored"), Bytes::from_static(b"new"));
+        assert_eq!(c.get(&id).expect("stored").0, Bytes::from_static(b"new"));
         c.forget(&id);
         assert!(c.get(&id).is_err(), "forgotten");
         let ticket = c.get(&other).expect_err("empty");
         c.put(ticket, other, Bytes::from_static(b"x"));
         c.clear();
         assert!(c.get(&other).is_err(), "cleared");
+    }
+
+    #[test]
+    fn the_first_hit_in_the_last_quarter_refreshes_and_the_refresh_renews_the_entry() {
+        let c = cache(200, 100);
+        let id = Uuid::new_v4();
+        let ticket = c.get(&id).expect_err("empty");
+        c.put(ticket, id, Bytes::from_static(b"old"));
+        assert!(
+            c.get(&id).expect("fresh").1.is_none(),
+            "no refresh while young"
+        );
+        std::thread::sleep(Duration::from_millis(160));
+        let (body, refresh) = c.get(&id).expect("still served");
+        assert_eq!(body, Bytes::from_static(b"old"));
+        let refresh = refresh.expect("the first late hit refreshes");
+        assert!(
+            c.get(&id).expect("served").1.is_none(),
+            "one refresh at a time"
+        );
+        c.put(refresh, id, Bytes::from_static(b"new"));
+        std::thread::sleep(Duration::from_millis(60));
+        let (body, refresh) = c.get(&id).expect("renewed: alive past the old expiry");
+        assert_eq!(body, Bytes::from_static(b"new"));
+        assert!(refresh.is_none());
     }
 
     #[test]

@@ -1,5 +1,9 @@
 use platform::process::ProcessSettings;
 
+/// The allocator of the whole process (docs/performance.md: cheaper cross-thread frees).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // `gateway openapi`: the REST API's OpenAPI document, as `/api/v1/openapi.json` serves it.
     if std::env::args().nth(1).as_deref() == Some("openapi") {

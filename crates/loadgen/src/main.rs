@@ -494,6 +494,10 @@ async fn tokio_postgres_connect(
     Ok(tokio_postgres::connect(url, tokio_postgres::NoTls).await?)
 }
 
+/// The allocator of the whole process (docs/performance.md: cheaper cross-thread frees).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let args = Args(std::env::args().skip(1).collect());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

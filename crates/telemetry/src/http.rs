@@ -145,22 +145,24 @@ where
             .unwrap_or(0);
 
         // Semantic conventions: span name "{method} {route}", kind server.
+        // String values as `&str` (not `%`): recorded without the formatting machinery.
+        let name = format!("{method} {route}");
         let span = tracing::info_span!(
             "http.server.request",
-            otel.name = %format!("{method} {route}"),
+            otel.name = name.as_str(),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            http.request.method = %method,
-            http.route = %route,
-            url.path = %req.path(),
+            http.request.method = method,
+            http.route = route.as_str(),
+            url.path = req.path(),
             // The scheme this server speaks (not a client's X-Forwarded-Proto), and the
             // version as the semantic conventions spell it: no allocation for either.
             url.scheme = if req.app_config().secure() { "https" } else { "http" },
             network.protocol.version = protocol_version(req.version()),
             http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
-            request_id = %request_id,
-            correlation_id = %correlation_id,
+            request_id = request_id.as_str(),
+            correlation_id = correlation_id.as_str(),
         );
         let client = propagation::extract(&propagation::ActixHeaders(req.headers()));
         self.policy.adopt(&span, &client);

@@ -191,24 +191,26 @@ struct Escaped<'a, W: fmt::Write>(&'a mut W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Byte by byte: every byte that needs escaping is ASCII, and no byte of a multi-byte
+        // character is below 0x80, so the runs between escapes are whole characters.
         let mut plain = 0;
-        for (i, c) in s.char_indices() {
-            let escape = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if c < ' ' => "",
+        for (i, b) in s.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                b if b < b' ' => "",
                 _ => continue,
             };
             self.0.write_str(&s[plain..i])?;
             if escape.is_empty() {
-                write!(self.0, "\\u{:04x}", u32::from(c))?;
+                write!(self.0, "\\u{b:04x}")?;
             } else {
                 self.0.write_str(escape)?;
             }
-            plain = i + c.len_utf8();
+            plain = i + 1;
         }
         self.0.write_str(&s[plain..])
     }
@@ -331,6 +333,25 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+
+    #[test]
+    fn text_is_escaped_into_a_json_string_that_reads_back_the_same() {
+        use std::fmt::Write as _;
+        for text in [
+            "plain",
+            "a \"quote\" and \\",
+            "line\nbreak\r\ttab",
+            "nul\0bell\u{7}",
+            "héllo ✓ 日本",
+            "",
+        ] {
+            let mut out = String::from("\"");
+            Escaped(&mut out).write_str(text).expect("write");
+            out.push('"');
+            let back: String = serde_json::from_str(&out).expect("valid JSON string");
+            assert_eq!(back, text, "{out}");
+        }
+    }
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);

@@ -116,9 +116,43 @@ pub async fn get_video(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id("id", &path)?;
     let ticket = match cache.get(&id) {
-        Ok(body) => return Ok(json_body(body)),
+        Ok((body, refresh)) => {
+            if let Some(ticket) = refresh {
+                // Cached answers are anyone's: refreshed as nobody, off this request.
+                let (clients, cache) = (clients.clone(), cache.clone());
+                actix_web::rt::spawn(async move {
+                    match fetch_video(&clients, &cache, &Viewer(None), id, ticket).await {
+                        Ok(_) => {}
+                        Err(e)
+                            if actix_web::ResponseError::status_code(&e)
+                                == StatusCode::NOT_FOUND =>
+                        {
+                            cache.forget(&id);
+                        }
+                        Err(e) => {
+                            tracing::debug!(video_id = %id, error = %e, "cached video not refreshed")
+                        }
+                    }
+                });
+            }
+            return Ok(json_body(body));
+        }
         Err(ticket) => ticket,
     };
+    fetch_video(&clients, &cache, &viewer, id, ticket)
+        .await
+        .map(json_body)
+}
+
+/// Asks video-service for the video as `viewer`, and keeps the answer when it is anyone's
+/// (not private, with its counts) and nothing was forgotten since `ticket`.
+async fn fetch_video(
+    clients: &Clients,
+    cache: &VideoCache,
+    viewer: &Viewer,
+    id: uuid::Uuid,
+    ticket: crate::cache::Ticket,
+) -> Result<web::Bytes, ApiError> {
     let reply = platform::retry::idempotent(&clients.retries, VIDEOS, || {
         let mut client = clients.videos.clone();
         let request = viewer.request(GetVideoRequest { id: id.to_string() });
@@ -141,7 +175,7 @@ pub async fn get_video(
     if shared {
         cache.put(ticket, id, body.clone());
     }
-    Ok(json_body(body))
+    Ok(body)
 }
 
 fn json_body(body: web::Bytes) -> HttpResponse {

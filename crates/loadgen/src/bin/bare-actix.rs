@@ -13,6 +13,10 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The allocator of the whole process (the same as the gateway's: the same build but for the middleware).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::io::Result<()> {
     let port: u16 = arg("--port").and_then(|p| p.parse().ok()).unwrap_or(18080);
     let workers: usize = arg("--workers").and_then(|w| w.parse().ok()).unwrap_or(1);

@@ -36,6 +36,10 @@ impl TraceService for Sink {
     }
 }
 
+/// The allocator of the whole process (docs/performance.md: cheaper cross-thread frees).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
