@@ -5,11 +5,12 @@
 //! engagement-service, Postgres or Redis, and is the same answer any caller would get.
 //!
 //! How fresh an answer is:
-//! - A write through this replica that can change a video's answer (any non-GET request on
-//!   `/api/v1/videos/{id}` and below: edit, delete, like, view, comment, complete) forgets
-//!   that video after it ran; deleting a comment or an account forgets everything (the video
-//!   is not in their path). A read that began before such a write does not store what it
-//!   read (an epoch, bumped by every forget, must be unchanged from its start).
+//! - A successful write through this replica that can change a video's answer (any non-GET
+//!   request on `/api/v1/videos/{id}` and below but a view report: edit, delete, like,
+//!   comment, complete) forgets that video after it ran; deleting a comment or an account
+//!   forgets everything (the video is not in their path). A read that began before such a
+//!   forget does not store what it read (its shard's epoch, bumped by every forget there,
+//!   must be unchanged from its start).
 //! - Anything else (another replica's write, the processing worker making a video `ready`,
 //!   views flushed by engagement-service) shows once the entry expires: an answer is at most
 //!   `video_ttl_ms` old.
@@ -25,7 +26,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::Error;
@@ -58,28 +58,42 @@ struct Entry {
     refreshing: bool,
 }
 
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<Uuid, Entry>,
+    /// Bumped by every forget in this shard: a read that began under an older one does not
+    /// store what it read.
+    epoch: u64,
+}
+
 /// Shared by every worker (one per process).
 pub struct VideoCache {
     ttl: Duration,
     per_shard: usize,
-    shards: [Mutex<HashMap<Uuid, Entry>>; SHARDS],
-    epoch: AtomicU64,
+    shards: [Mutex<Shard>; SHARDS],
     hits: metrics::Counter,
     misses: metrics::Counter,
 }
 
-/// What a read that missed must show to store its answer: the epoch it began in.
+/// What a read that missed (or a refresh) must show to store its answer: the epoch of the
+/// video's shard when it began, and when that was (the answer's age counts from there).
 #[derive(Debug, Clone, Copy)]
-pub struct Ticket(u64);
+pub struct Ticket {
+    epoch: u64,
+    began: Instant,
+}
+
+/// The longest `video_ttl_ms` accepted (a day: far beyond any sensible freshness).
+pub const MAX_TTL_MS: u64 = 24 * 3600 * 1000;
 
 impl VideoCache {
     pub fn new(settings: &CacheSettings) -> Self {
         let lookups = |result: &'static str| metrics::counter!(telemetry::metrics::GATEWAY_CACHE_LOOKUPS_TOTAL, "cache" => "videos", "result" => result);
         Self {
-            ttl: Duration::from_millis(settings.video_ttl_ms),
+            // `Settings::load_from` refuses more; the bound keeps `Instant + ttl` in range.
+            ttl: Duration::from_millis(settings.video_ttl_ms.min(MAX_TTL_MS)),
             per_shard: settings.video_capacity.div_ceil(SHARDS),
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
-            epoch: AtomicU64::new(0),
+            shards: std::array::from_fn(|_| Mutex::new(Shard::default())),
             hits: lookups("hit"),
             misses: lookups("miss"),
         }
@@ -89,7 +103,7 @@ impl VideoCache {
         !self.ttl.is_zero() && self.per_shard > 0
     }
 
-    fn shard(&self, id: &Uuid) -> std::sync::MutexGuard<'_, HashMap<Uuid, Entry>> {
+    fn shard(&self, id: &Uuid) -> std::sync::MutexGuard<'_, Shard> {
         // A v4 id's last byte is random; a v7 one's too.
         let i = usize::from(id.as_bytes()[15]) % SHARDS;
         self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
@@ -98,15 +112,20 @@ impl VideoCache {
     /// The stored answer for `id` (with a ticket when this caller is to refresh it in the
     /// background), or a ticket to store one.
     pub fn get(&self, id: &Uuid) -> Result<(Bytes, Option<Ticket>), Ticket> {
-        if !self.enabled() {
-            return Err(Ticket(u64::MAX));
-        }
-        // Read before the lookup: a forget between the two makes the ticket stale, never
-        // the other way round.
-        let ticket = Ticket(self.epoch.load(Ordering::Acquire));
         let now = Instant::now();
-        let found = self
-            .shard(id)
+        if !self.enabled() {
+            return Err(Ticket {
+                epoch: u64::MAX,
+                began: now,
+            });
+        }
+        let mut shard = self.shard(id);
+        let ticket = Ticket {
+            epoch: shard.epoch,
+            began: now,
+        };
+        let found = shard
+            .entries
             .get_mut(id)
             .filter(|e| e.expires > now)
             .map(|e| {
@@ -114,6 +133,7 @@ impl VideoCache {
                 e.refreshing |= refresh;
                 (e.body.clone(), refresh.then_some(ticket))
             });
+        drop(shard);
         match found {
             Some(hit) => {
                 self.hits.increment(1);
@@ -126,47 +146,51 @@ impl VideoCache {
         }
     }
 
-    /// Stores `body` for `id` unless something was forgotten since `ticket` was taken.
+    /// Stores `body` for `id` unless its shard forgot something since `ticket` was taken,
+    /// to expire `video_ttl_ms` after the ticket (when the read began).
     pub fn put(&self, ticket: Ticket, id: Uuid, body: Bytes) {
-        if !self.enabled() || self.epoch.load(Ordering::Acquire) != ticket.0 {
+        if !self.enabled() {
             return;
         }
         let now = Instant::now();
+        let expires = ticket.began + self.ttl;
+        if expires <= now {
+            return;
+        }
         let mut shard = self.shard(&id);
-        if shard.len() >= self.per_shard && !shard.contains_key(&id) {
-            shard.retain(|_, e| e.expires > now);
-            if shard.len() >= self.per_shard {
+        if shard.epoch != ticket.epoch {
+            return;
+        }
+        if shard.entries.len() >= self.per_shard && !shard.entries.contains_key(&id) {
+            shard.entries.retain(|_, e| e.expires > now);
+            if shard.entries.len() >= self.per_shard {
                 return;
             }
         }
-        // Checked again under the lock: a forget that ran in between has removed nothing
-        // of ours yet, and must win.
-        if self.epoch.load(Ordering::Acquire) != ticket.0 {
-            return;
-        }
-        shard.insert(
+        shard.entries.insert(
             id,
             Entry {
                 body,
-                refresh_at: now + self.ttl * 3 / 4,
-                expires: now + self.ttl,
+                refresh_at: ticket.began + self.ttl * 3 / 4,
+                expires,
                 refreshing: false,
             },
         );
     }
 
-    /// Drops `id`'s answer, and makes reads in progress not store theirs.
+    /// Drops `id`'s answer, and makes reads of its shard in progress not store theirs.
     pub fn forget(&self, id: &Uuid) {
         let mut shard = self.shard(id);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-        shard.remove(id);
+        shard.epoch += 1;
+        shard.entries.remove(id);
     }
 
     /// Drops every answer.
     pub fn clear(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in &self.shards {
-            shard.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            shard.epoch += 1;
+            shard.entries.clear();
         }
     }
 }
@@ -174,7 +198,8 @@ impl VideoCache {
 /// What a request may have changed of the cached answers.
 enum Touches {
     Nothing,
-    Video(Uuid),
+    /// The video whose id routing found in the path.
+    Video,
     Anything,
 }
 
@@ -185,49 +210,48 @@ fn touches(req: &ServiceRequest) -> Touches {
     let Some(route) = req.match_pattern() else {
         return Touches::Nothing;
     };
-    if route.starts_with("/api/v1/videos/{id}") {
-        // The path is canonical by now (`canonical`), and routing has not filled
-        // `match_info` yet: the id is the segment after `/videos/`.
-        let id = req
-            .path()
-            .strip_prefix("/api/v1/videos/")
-            .and_then(|rest| rest.split('/').next())
-            .map(Uuid::parse_str);
-        match id {
-            Some(Ok(id)) => Touches::Video(id),
-            _ => Touches::Nothing,
-        }
-    } else if route == "/api/v1/comments/{id}" || route == "/api/v1/me" {
+    match route.as_str() {
+        // A view changes no cached field at once (views are counted when engagement-service
+        // flushes them; the entry is fresh again within `video_ttl_ms` anyway).
+        "/api/v1/videos/{id}/views" => Touches::Nothing,
+        r if r.starts_with("/api/v1/videos/{id}") => Touches::Video,
         // A comment's video, or an account's videos, are not in the path.
-        if *req.method() == Method::DELETE {
+        "/api/v1/comments/{id}" | "/api/v1/me" if *req.method() == Method::DELETE => {
             Touches::Anything
-        } else {
-            Touches::Nothing
         }
-    } else {
-        Touches::Nothing
+        _ => Touches::Nothing,
     }
 }
 
-/// The middleware: after a request that may have changed a cached answer, forgets it.
+/// The middleware: after a successful request that may have changed a cached answer,
+/// forgets it. The id is the one routing decoded (the handler's), read from the answered
+/// request: `/videos/%7B<uuid>%7D` is that video too.
 pub async fn invalidate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let touched = touches(&req);
-    let cache = match touched {
-        Touches::Nothing => None,
-        _ => req.app_data::<web::Data<VideoCache>>().cloned(),
-    };
-    let response = next.call(req).await;
-    if let Some(cache) = cache {
+    let response = next.call(req).await?;
+    if matches!(touched, Touches::Nothing) || !response.status().is_success() {
+        return Ok(response);
+    }
+    if let Some(cache) = response.request().app_data::<web::Data<VideoCache>>() {
         match touched {
-            Touches::Video(id) => cache.forget(&id),
+            Touches::Video => {
+                let id = response
+                    .request()
+                    .match_info()
+                    .get("id")
+                    .map(|raw| Uuid::parse_str(raw));
+                if let Some(Ok(id)) = id {
+                    cache.forget(&id);
+                }
+            }
             Touches::Anything => cache.clear(),
             Touches::Nothing => {}
         }
     }
-    response
+    Ok(response)
 }
 
 #[cfg(test)]
@@ -252,23 +276,54 @@ mod tests {
         assert!(c.get(&id).is_err(), "expired");
     }
 
+    /// An id in shard `shard` (its last byte picks the shard).
+    fn id_in(shard: u8) -> Uuid {
+        let mut bytes = *Uuid::new_v4().as_bytes();
+        bytes[15] = shard;
+        Uuid::from_bytes(bytes)
+    }
+
     #[test]
-    fn a_read_that_began_before_a_forget_does_not_store_what_it_read() {
+    fn a_read_that_began_before_a_forget_in_its_shard_does_not_store_what_it_read() {
         let c = cache(60_000, 100);
-        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (id, neighbour, elsewhere) = (id_in(3), id_in(3), id_in(4));
         let ticket = c.get(&id).expect_err("empty");
-        c.forget(&other);
+        c.forget(&neighbour);
         c.put(ticket, id, Bytes::from_static(b"old"));
         assert!(c.get(&id).is_err(), "the stale read was not stored");
+
         let ticket = c.get(&id).expect_err("empty");
+        c.forget(&elsewhere);
         c.put(ticket, id, Bytes::from_static(b"new"));
-        assert_eq!(c.get(&id).expect("stored").0, Bytes::from_static(b"new"));
+        assert_eq!(
+            c.get(&id)
+                .expect("a forget in another shard does not matter")
+                .0,
+            Bytes::from_static(b"new")
+        );
         c.forget(&id);
         assert!(c.get(&id).is_err(), "forgotten");
-        let ticket = c.get(&other).expect_err("empty");
-        c.put(ticket, other, Bytes::from_static(b"x"));
+
+        let ticket = c.get(&elsewhere).expect_err("empty");
+        c.put(ticket, elsewhere, Bytes::from_static(b"x"));
+        let ticket = c.get(&id).expect_err("empty");
         c.clear();
-        assert!(c.get(&other).is_err(), "cleared");
+        assert!(c.get(&elsewhere).is_err(), "cleared");
+        c.put(ticket, id, Bytes::from_static(b"y"));
+        assert!(c.get(&id).is_err(), "a clear stops every read in progress");
+    }
+
+    #[test]
+    fn an_answer_ages_from_when_its_read_began() {
+        let c = cache(50, 100);
+        let id = Uuid::new_v4();
+        let ticket = c.get(&id).expect_err("empty");
+        std::thread::sleep(Duration::from_millis(60));
+        c.put(ticket, id, Bytes::from_static(b"slow"));
+        assert!(
+            c.get(&id).is_err(),
+            "read longer ago than the TTL: not stored"
+        );
     }
 
     #[test]
@@ -306,7 +361,11 @@ mod tests {
             c.put(ticket, id, Bytes::from_static(b"{}"));
             stored += usize::from(c.get(&id).is_ok());
         }
-        let held: usize = c.shards.iter().map(|s| s.lock().expect("lock").len()).sum();
+        let held: usize = c
+            .shards
+            .iter()
+            .map(|s| s.lock().expect("lock").entries.len())
+            .sum();
         assert_eq!(held, stored);
         assert!(held <= SHARDS, "{held} entries for a capacity of {SHARDS}");
 

@@ -127,6 +127,12 @@ impl Settings {
             }
         }
         settings.grpc_client.validate()?;
+        if settings.cache.video_ttl_ms > crate::cache::MAX_TTL_MS {
+            return Err(ConfigError::invalid(
+                "cache.video_ttl_ms",
+                "must be at most 86400000 (a day)",
+            ));
+        }
         if settings.activity.refresh_secs == 0 {
             return Err(ConfigError::invalid(
                 "activity.refresh_secs",
