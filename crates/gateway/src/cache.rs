@@ -242,7 +242,7 @@ pub async fn invalidate(
                     .request()
                     .match_info()
                     .get("id")
-                    .map(|raw| Uuid::parse_str(raw));
+                    .map(Uuid::parse_str);
                 if let Some(Ok(id)) = id {
                     cache.forget(&id);
                 }

@@ -32,7 +32,7 @@ pub struct Edge {
     /// (so N replicas allow up to N times the rate, not an unlimited one).
     local: LocalLimiter,
     /// Requests taken from Redis ahead of time for busy callers.
-    leases: std::sync::Arc<Leases>,
+    leases: Leases,
 }
 
 /// GCRA in process memory, keyed like the Redis one. Bounded: past `MAX_KEYS` keys, the
@@ -86,7 +86,7 @@ impl Edge {
             limits,
             trusted_proxy_hops,
             local: LocalLimiter::default(),
-            leases: std::sync::Arc::default(),
+            leases: Leases::default(),
         }
     }
 }
@@ -178,66 +178,16 @@ return {take, 0}
 /// Requests a replica has taken from a caller's limit in Redis ahead of time, so that a busy
 /// caller costs one Redis call per lease instead of one per request. A lease is at most
 /// 100 ms of the caller's sustained rate (so under 600 per minute, as every default limit
-/// but `authenticated`, it is one request: the plain GCRA), never more than the burst or 64.
-/// One lease per caller is fetched at a time (requests meanwhile take one request each), so
-/// a replica holds at most one lease's worth per caller, spent within [`Leases::TTL`] of
-/// taking it or lost. Every request admitted was counted in Redis first; what leases change
-/// is when: a replica may spend up to a lease's worth less one up to 1 s after Redis counted
-/// it, and a caller below its rate whose leases lapse unused loses up to that much per
-/// second.
+/// but `authenticated`, it is one request: the plain GCRA), never more than the burst or 64,
+/// and what a replica holds is spent within [`Leases::TTL`] of the oldest lease in it, or
+/// lost. Every admitted request was counted in Redis first, so replicas together admit no
+/// more than the limit counts; what leases change is when: a request may be spent up to a
+/// second after Redis counted it. A caller below its rate whose leases lapse unused loses
+/// what they held.
 #[derive(Debug, Default)]
 pub struct Leases {
-    held: std::sync::Mutex<std::collections::HashMap<String, Held>>,
-}
-
-#[derive(Debug)]
-struct Held {
-    left: u32,
-    expires: std::time::Instant,
-    /// A lease for this key is being taken from Redis: other requests meanwhile take one
-    /// request each (so concurrent requests never take a lease each and pile them up).
-    fetching: bool,
-}
-
-/// What a request does about its caller's limit.
-enum Claim {
-    /// Spent a request of a lease held here: allowed, no Redis call.
-    Spent,
-    /// Takes a lease from Redis (and hands it back through [`LeaseFetch`]).
-    Lease(LeaseFetch),
-    /// Takes one request from Redis (a lease is on its way, or none is worth taking).
-    Single,
-}
-
-/// The lease fetch of one key in progress; dropping it without [`LeaseFetch::keep`] (an
-/// error, a cancelled request) lets the next request fetch one.
-struct LeaseFetch {
-    leases: std::sync::Arc<Leases>,
-    key: String,
-}
-
-impl LeaseFetch {
-    /// Keeps the `n` requests of the lease left after the first.
-    fn keep(self, n: u32) {
-        let now = std::time::Instant::now();
-        let mut held = self.leases.lock();
-        if let Some(h) = held.get_mut(&self.key) {
-            // Requests still held came with an earlier lease and keep its expiry; a lease
-            // is never added to one that is being spent.
-            if h.left == 0 || h.expires <= now {
-                h.left = n;
-                h.expires = now + Leases::TTL;
-            }
-        }
-    }
-}
-
-impl Drop for LeaseFetch {
-    fn drop(&mut self) {
-        if let Some(h) = self.leases.lock().get_mut(&self.key) {
-            h.fetching = false;
-        }
-    }
+    /// Per `<class>:<subject>`: requests held, and until when they may be spent.
+    held: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
 }
 
 impl Leases {
@@ -252,43 +202,46 @@ impl Leases {
             .min(rate.burst.max(1))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Held>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, std::time::Instant)>>
+    {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Spends a held request of `key`, or says how to ask Redis.
-    fn claim(self: &std::sync::Arc<Self>, key: String) -> Claim {
+    /// Spends one request held for `key`, if there is one.
+    fn take(&self, key: &str) -> bool {
+        let now = std::time::Instant::now();
+        match self.lock().get_mut(key) {
+            Some((n, expires)) if *n > 0 && *expires > now => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps `n` requests taken for `key`. Requests still held keep the expiry they came
+    /// with (a newer lease joining them expires with them: never later than a second after
+    /// the oldest was taken); only an empty or lapsed hold starts a new second.
+    fn keep(&self, key: String, n: u32) {
+        if n == 0 {
+            return;
+        }
         let now = std::time::Instant::now();
         let mut held = self.lock();
-        if let Some(h) = held.get_mut(&key) {
-            if h.left > 0 && h.expires > now {
-                h.left -= 1;
-                return Claim::Spent;
-            }
-            if h.fetching {
-                return Claim::Single;
-            }
-            h.fetching = true;
-        } else {
+        if held.len() >= Self::MAX_KEYS && !held.contains_key(&key) {
+            held.retain(|_, (n, expires)| *n > 0 && *expires > now);
             if held.len() >= Self::MAX_KEYS {
-                held.retain(|_, h| h.fetching || (h.left > 0 && h.expires > now));
-                if held.len() >= Self::MAX_KEYS {
-                    return Claim::Single;
-                }
+                return;
             }
-            held.insert(
-                key.clone(),
-                Held {
-                    left: 0,
-                    expires: now,
-                    fetching: true,
-                },
-            );
         }
-        Claim::Lease(LeaseFetch {
-            leases: self.clone(),
-            key,
-        })
+        let entry = held.entry(key).or_insert((0, now));
+        if entry.0 == 0 || entry.1 <= now {
+            *entry = (n, now + Self::TTL);
+        } else {
+            entry.0 += n;
+        }
     }
 }
 
@@ -307,16 +260,12 @@ async fn check_rate(
     rate: Rate,
 ) -> Result<Verdict, fred::error::Error> {
     let lease = Leases::size(rate);
-    let fetch = if lease > 1 {
-        match edge.leases.claim(format!("{class}:{subject}")) {
-            Claim::Spent => return Ok(Verdict::Allowed),
-            Claim::Lease(fetch) => Some(fetch),
-            Claim::Single => None,
-        }
-    } else {
-        None
-    };
-    let want = if fetch.is_some() { lease } else { 1 };
+    let local_key = (lease > 1).then(|| format!("{class}:{subject}"));
+    if let Some(key) = &local_key
+        && edge.leases.take(key)
+    {
+        return Ok(Verdict::Allowed);
+    }
     // Without a connection, answer at once (fail open or closed) instead of waiting out the
     // command timeout on every request.
     if !edge.redis.is_connected() {
@@ -335,15 +284,24 @@ async fn check_rate(
             vec![
                 interval_ms.to_string(),
                 rate.burst.to_string(),
-                want.to_string(),
+                lease.to_string(),
             ],
         )
         .await?;
     Ok(match answer.as_slice() {
         [taken, ..] if *taken >= 1 => {
-            if let Some(fetch) = fetch {
-                fetch.keep(u32::try_from(*taken - 1).unwrap_or(0));
+            if let Some(key) = local_key {
+                edge.leases
+                    .keep(key, u32::try_from(*taken - 1).unwrap_or(0));
             }
+            Verdict::Allowed
+        }
+        // Nothing left in Redis; a lease another request of this caller took meanwhile may
+        // still hold some here.
+        _ if local_key
+            .as_deref()
+            .is_some_and(|key| edge.leases.take(key)) =>
+        {
             Verdict::Allowed
         }
         [_, wait_ms, ..] => Verdict::Limited {
@@ -596,28 +554,19 @@ mod tests {
         assert_eq!(Leases::size(rate(60_000, 30)), 30, "never past the burst");
         assert_eq!(Leases::size(rate(100_000_000, 100_000_000)), 64);
 
-        let leases = std::sync::Arc::new(Leases::default());
-        let Claim::Lease(fetch) = leases.claim("user:a".into()) else {
-            panic!("nothing held yet: take a lease");
-        };
-        assert!(
-            matches!(leases.claim("user:a".into()), Claim::Single),
-            "one lease fetch at a time: meanwhile single requests"
-        );
-        assert!(
-            matches!(leases.claim("user:b".into()), Claim::Lease(_)),
-            "per key"
-        );
-        fetch.keep(2);
-        assert!(matches!(leases.claim("user:a".into()), Claim::Spent));
-        assert!(matches!(leases.claim("user:a".into()), Claim::Spent));
-        let Claim::Lease(fetch) = leases.claim("user:a".into()) else {
-            panic!("two kept, two spent: the next takes a lease");
-        };
-        drop(fetch);
-        assert!(
-            matches!(leases.claim("user:a".into()), Claim::Lease(_)),
-            "a fetch that failed lets the next request fetch"
-        );
+        let leases = Leases::default();
+        assert!(!leases.take("user:a"), "nothing taken yet");
+        leases.keep("user:a".into(), 2);
+        assert!(leases.take("user:a"));
+        assert!(leases.take("user:a"));
+        assert!(!leases.take("user:a"), "two kept, two spent");
+        assert!(!leases.take("user:b"), "per key");
+        leases.keep("user:b".into(), 0);
+        assert!(!leases.take("user:b"));
+        // A lease joining requests still held expires with them.
+        leases.keep("user:c".into(), 1);
+        let first = leases.lock()["user:c"].1;
+        leases.keep("user:c".into(), 3);
+        assert_eq!(leases.lock()["user:c"], (4, first));
     }
 }
