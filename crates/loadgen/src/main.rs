@@ -266,17 +266,18 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     };
 
     let connections: Option<usize> = args.value("--connections").map(str::parse).transpose()?;
-    let mode = if let (Some(rate), Some(connections)) = (rate, connections) {
-        // Open loop over a fixed set of connections (as wrk2 does): each client takes the
-        // next due request when it is free, sends it at its due time or at once when late,
-        // and measures from the due time, so a stall still counts for every request that
-        // should have gone out during it. No task or connection per request: the load
-        // generator costs what the closed loop costs, and the rate it can offer is bounded
-        // by `connections` times what one connection can do.
-        let open = OpenLoop { rate, ramp };
+    // Clients that each send a request when the previous one is answered: a closed loop
+    // (each request starts when its client is free), or, with a rate and `--connections`,
+    // an open loop over a fixed set of connections (as wrk2 does): each client takes the
+    // next due request when it is free, sends it at its due time or at once when late, and
+    // measures from the due time, so a stall still counts for every request that should
+    // have gone out during it. No task or connection per request: the load generator
+    // costs what the closed loop costs, and the rate it can offer is bounded by the
+    // clients times what one connection can do.
+    let clients = |count: usize, schedule: Option<OpenLoop>| {
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        for c in 0..connections.max(1) {
+        for c in 0..count.max(1) {
             let (target, scenario, stats, sent, failed, next) = (
                 target.clone(),
                 scenario.clone(),
@@ -289,25 +290,40 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
                 let mut rng = Rng::new((c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut local = Stats::new();
                 loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let due = open.due_at(n);
-                    if due >= end {
-                        break;
-                    }
-                    tokio::time::sleep_until((start + due).into()).await;
+                    let began = match schedule {
+                        Some(open) => {
+                            let due = open.due_at(next.fetch_add(1, Ordering::Relaxed));
+                            if due >= end {
+                                break;
+                            }
+                            tokio::time::sleep_until((start + due).into()).await;
+                            due
+                        }
+                        None => {
+                            let now = start.elapsed();
+                            if now >= end {
+                                break;
+                            }
+                            now
+                        }
+                    };
                     let status = target.request(&scenario, &mut rng).await;
-                    let took = latency(due, start.elapsed());
+                    let took = latency(began, start.elapsed());
                     sent.fetch_add(1, Ordering::Relaxed);
                     if !(200..400).contains(&status) {
                         failed.fetch_add(1, Ordering::Relaxed);
                     }
-                    if due >= warmup {
+                    if began >= warmup {
                         local.record(status, took);
                     }
                 }
                 stats.lock().await.merge(&local);
             });
         }
+        tasks
+    };
+    let mode = if let (Some(rate), Some(connections)) = (rate, connections) {
+        let mut tasks = clients(connections, Some(OpenLoop { rate, ramp }));
         while tasks.join_next().await.is_some() {}
         "open"
     } else if let Some(rate) = rate {
@@ -349,32 +365,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         while tasks.join_next().await.is_some() {}
         "open"
     } else {
-        let mut tasks = tokio::task::JoinSet::new();
-        for c in 0..concurrency {
-            let (target, scenario, stats, sent, failed) = (
-                target.clone(),
-                scenario.clone(),
-                stats.clone(),
-                sent.clone(),
-                failed.clone(),
-            );
-            tasks.spawn(async move {
-                let mut rng = Rng::new((c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let mut local = Stats::new();
-                while start.elapsed() < end {
-                    let began = start.elapsed();
-                    let status = target.request(&scenario, &mut rng).await;
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    if !(200..400).contains(&status) {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if began >= warmup {
-                        local.record(status, start.elapsed() - began);
-                    }
-                }
-                stats.lock().await.merge(&local);
-            });
-        }
+        let mut tasks = clients(concurrency, None);
         while tasks.join_next().await.is_some() {}
         "closed"
     };
