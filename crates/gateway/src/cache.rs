@@ -15,9 +15,10 @@
 //!   views flushed by engagement-service) shows once the entry expires: an answer is at most
 //!   `video_ttl_ms` old.
 //!
-//! Refreshed ahead: the first read of an entry in the last quarter of its life is answered
-//! from it and also asks video-service again in the background (one refresh per entry at a
-//! time), so that a video read often enough never makes a reader wait for a miss. A
+//! Refreshed ahead: the first read of an entry once its refresh is due (between half and
+//! three quarters of its life, spread by id) is answered from it and also asks video-service
+//! again in the background (one refresh per entry at a time), so that a video read often
+//! enough never makes a reader wait for a miss. A
 //! refreshed answer replaces the entry only under the same epoch rule; a refresh that finds
 //! the video gone or private forgets it; any other failure leaves it to expire.
 //!
@@ -171,7 +172,7 @@ impl VideoCache {
             id,
             Entry {
                 body,
-                refresh_at: ticket.began + self.ttl * 3 / 4,
+                refresh_at: ticket.began + refresh_after(self.ttl, &id),
                 expires,
                 refreshing: false,
             },
@@ -193,6 +194,14 @@ impl VideoCache {
             shard.entries.clear();
         }
     }
+}
+
+/// When an entry's refresh is due: between half and three quarters of its life, spread by
+/// its id, so that answers stored together (a cold start, a clear) are not all refreshed
+/// in one wave of calls to video-service each cycle.
+fn refresh_after(ttl: Duration, id: &Uuid) -> Duration {
+    let spread = u32::from(id.as_bytes()[14]); // 0..=255
+    ttl / 2 + ttl * spread / 1024
 }
 
 /// What a request may have changed of the cached answers.
@@ -349,6 +358,18 @@ mod tests {
         let (body, refresh) = c.get(&id).expect("renewed: alive past the old expiry");
         assert_eq!(body, Bytes::from_static(b"new"));
         assert!(refresh.is_none());
+    }
+
+    #[test]
+    fn refreshes_are_spread_between_half_and_three_quarters_of_the_ttl() {
+        let ttl = Duration::from_millis(1000);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let after = refresh_after(ttl, &Uuid::new_v4());
+            assert!(after >= ttl / 2 && after < ttl * 3 / 4, "{after:?}");
+            seen.insert(after.as_millis());
+        }
+        assert!(seen.len() > 50, "spread: {} distinct", seen.len());
     }
 
     #[test]
