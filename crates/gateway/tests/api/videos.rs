@@ -909,10 +909,26 @@ async fn video_answers_are_kept_briefly_and_a_write_through_the_gateway_forgets_
         "{third}"
     );
 
-    // Made private: forgotten at once, and never kept again.
-    let changed = app
+    // A write that fails forgets nothing: someone else's edit is refused, the answer stays.
+    let intruder = app.access_token_for(app.insert_user("bob").await);
+    let refused = app
         .http
         .patch(format!("{}{path}", app.gateway_url()))
+        .bearer_auth(&intruder)
+        .json(&serde_json::json!({ "title": "Mine now" }))
+        .send()
+        .await
+        .expect("gateway answers");
+    assert_eq!(refused.status(), 403);
+    let before = metric(&app, hits).await;
+    assert_eq!(json(read(None).await).await, third);
+    assert_eq!(metric(&app, hits).await, before + 1.0, "still kept");
+
+    // Made private, through another spelling of the id (braces, escaped): the router
+    // serves it as that video, and the cache forgets that video, at once and for good.
+    let changed = app
+        .http
+        .patch(format!("{}/api/v1/videos/%7B{id}%7D", app.gateway_url()))
         .bearer_auth(&token)
         .json(&serde_json::json!({ "visibility": "private" }))
         .send()
